@@ -1,0 +1,9 @@
+//! Cairn node library: the ledger core (transactions, crypto-conditions, validation), the
+//! embedded engine and local state, the block/vote pipeline and the HTTP API. The `cairn`
+//! binary and `loadgen` are thin layers over it.
+
+pub mod canonical;
+pub mod cc;
+pub mod crypto;
+pub mod der;
+pub mod tx;
