@@ -322,6 +322,13 @@ impl Fulfillment {
         out
     }
 
+    /// Parses a DER-encoded condition (as stored by the node); `None` if malformed.
+    pub fn condition_from_der(bytes: &[u8]) -> Option<Condition> {
+        let mut r = Reader::new(bytes);
+        let (tag, content) = r.read_any().ok()?;
+        r.is_empty().then(|| Condition::from_der(tag, content).ok()).flatten()
+    }
+
     /// Base64url without padding, as in `inputs[].fulfillment`.
     pub fn to_uri(&self) -> String {
         B64.encode(self.to_der())

@@ -1,1 +1,202 @@
-fn main(){}
+//! `cairn`: run and administer a Cairn node (commands modelled on BigchainDB's).
+
+use anyhow::{bail, Context, Result};
+use cairn::config::{self, Config};
+use cairn::crypto::Keypair;
+use clap::{Parser, Subcommand};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "cairn", version, about = "Cairn: a BigchainDB-compatible blockchain database node",
+    long_about = "Cairn: a BigchainDB-compatible blockchain database node.\n\n\
+Quick start:  cairn configure -y && cairn start\n\
+Configuration is read from the config file, then CAIRN_* environment variables, then flags\n\
+(later wins). The config file holds the node's private key and is written with mode 0600.")]
+struct Cli {
+    /// Config file [default: $CAIRN_CONFIG or ~/.cairn/config.toml]
+    #[arg(short, long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Write a config file with a fresh keypair (keeps the existing keypair if the file exists)
+    Configure {
+        /// Accept every default without asking
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
+    /// Print the effective configuration (file < env < defaults); the private key is hidden
+    ShowConfig,
+    /// Print this node's public key (to give to the other nodes' keyrings)
+    ExportMyPubkey,
+    /// Create the database (done automatically by `start` when missing)
+    Init,
+    /// Delete the database and everything in it
+    Drop {
+        /// Do not ask for confirmation
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
+    /// Run the node: HTTP API, websocket stream and the block/vote pipeline
+    Start(StartArgs),
+}
+
+#[derive(clap::Args)]
+struct StartArgs {
+    /// HTTP API address [config: server.bind, default 127.0.0.1:9984]
+    #[arg(long)]
+    bind: Option<String>,
+    /// Websocket address [config: wsserver.bind, default 127.0.0.1:9985]
+    #[arg(long)]
+    ws_bind: Option<String>,
+    /// Database directory [config: database.path]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Comma-separated public keys of the other nodes [config: keyring]
+    #[arg(long, value_delimiter = ',')]
+    keyring: Option<Vec<String>>,
+}
+
+fn ask(prompt: &str, default: &str) -> Result<String> {
+    print!("{prompt} [{default}]: ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let line = line.trim();
+    Ok(if line.is_empty() { default.to_string() } else { line.to_string() })
+}
+
+fn confirm(prompt: &str) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!("{prompt}: refusing to ask on a non-interactive input; pass -y to confirm");
+    }
+    Ok(matches!(ask(&format!("{prompt} (y/N)"), "n")?.to_ascii_lowercase().as_str(), "y" | "yes"))
+}
+
+fn configure(path: &PathBuf, yes: bool) -> Result<()> {
+    let mut cfg = if path.exists() { Config::read(path)? } else { Config::default() };
+    if cfg.keypair.private.is_empty() {
+        let kp = Keypair::generate();
+        cfg.keypair.private = kp.private_b58();
+        cfg.keypair.public = kp.public_b58;
+    } else {
+        eprintln!("{} exists: keeping its keypair ({})", path.display(), cfg.keypair.public);
+    }
+    if !yes {
+        cfg.server.bind = ask("API server bind address", &cfg.server.bind)?;
+        cfg.wsserver.bind = ask("Websocket server bind address", &cfg.wsserver.bind)?;
+        cfg.wsserver.advertised_host = ask("Websocket host advertised to clients", &cfg.wsserver.advertised_host)?;
+        cfg.database.path = PathBuf::from(ask("Database directory", &cfg.database.path.display().to_string())?);
+        cfg.statsd.host = ask("StatsD host", &cfg.statsd.host)?;
+        cfg.statsd.port = ask("StatsD port", &cfg.statsd.port.to_string())?.parse().context("StatsD port must be a number")?;
+    }
+    cfg.validate()?;
+    cfg.write(path)?;
+    println!("Configuration written to {} (mode 0600; it holds the private key)", path.display());
+    println!("Public key: {}", cfg.keypair.public);
+    Ok(())
+}
+
+fn db_path(cfg: &Config) -> PathBuf {
+    cfg.database.path.join("cairn.redb")
+}
+
+async fn start(mut cfg: Config, args: StartArgs) -> Result<()> {
+    if let Some(b) = args.bind { cfg.server.bind = b }
+    if let Some(b) = args.ws_bind { cfg.wsserver.bind = b }
+    if let Some(d) = args.data_dir { cfg.database.path = d }
+    if let Some(k) = args.keyring { cfg.keyring = k }
+    let api_listener = tokio::net::TcpListener::bind(&cfg.server.bind).await
+        .with_context(|| format!("cannot listen on {} for the HTTP API: is another node running? pick another address with --bind", cfg.server.bind))?;
+    let ws_listener = tokio::net::TcpListener::bind(&cfg.wsserver.bind).await
+        .with_context(|| format!("cannot listen on {} for the websocket stream: pick another address with --ws-bind", cfg.wsserver.bind))?;
+    let node = cairn::node::Node::start(cfg, cairn::validation::Validator::new())?;
+    tracing::info!(
+        api = %api_listener.local_addr()?, ws = %ws_listener.local_addr()?, public_key = %node.key.public_b58,
+        data = %node.config.database.path.display(), "Cairn node started"
+    );
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
+        tracing::info!("shutting down");
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut rx2 = stop_rx.clone();
+    let api = axum::serve(api_listener, cairn::api::router(node.clone()))
+        .with_graceful_shutdown(async move { let mut r = stop_rx; let _ = r.changed().await; });
+    let ws = axum::serve(ws_listener, cairn::api::ws_router(node.clone()))
+        .with_graceful_shutdown(async move { let _ = rx2.changed().await; });
+    let servers = tokio::spawn(async move { tokio::try_join!(async { api.await }, async { ws.await }) });
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), servers).await;
+    let n = node.clone();
+    tokio::task::spawn_blocking(move || n.shutdown()).await?;
+    Ok(())
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let cli = Cli::parse();
+    let path = cli.config.unwrap_or_else(config::default_path);
+    match cli.cmd {
+        Cmd::Configure { yes } => configure(&path, yes),
+        Cmd::ShowConfig => {
+            let cfg = Config::load(&path)?;
+            println!("# effective configuration (file: {}{})", path.display(), if path.exists() { "" } else { ", missing: defaults shown" });
+            print!("{}", cfg.redacted_toml());
+            Ok(())
+        }
+        Cmd::ExportMyPubkey => {
+            let cfg = Config::load(&path)?;
+            if cfg.keypair.public.is_empty() {
+                bail!("no keypair configured in {}: run `cairn configure -y` first", path.display());
+            }
+            println!("{}", cfg.keypair.public);
+            Ok(())
+        }
+        Cmd::Init => {
+            let cfg = Config::load(&path)?;
+            let db = db_path(&cfg);
+            if db.exists() {
+                bail!("database {} already exists: `cairn drop` it first to start over", db.display());
+            }
+            cairn::store::Store::open(&db)?;
+            println!("Created database {}", db.display());
+            Ok(())
+        }
+        Cmd::Drop { yes } => {
+            let cfg = Config::load(&path)?;
+            let db = db_path(&cfg);
+            if !db.exists() {
+                println!("No database at {}: nothing to drop", db.display());
+                return Ok(());
+            }
+            if !yes && !confirm(&format!("Delete the database {} and every transaction in it?", db.display()))? {
+                println!("Not dropped.");
+                return Ok(());
+            }
+            std::fs::remove_file(&db).with_context(|| format!("deleting {}", db.display()))?;
+            println!("Dropped database {}", db.display());
+            Ok(())
+        }
+        Cmd::Start(args) => {
+            let cfg = Config::load(&path)?;
+            tokio::runtime::Runtime::new()?.block_on(start(cfg, args))
+        }
+    }
+}

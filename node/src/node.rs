@@ -1,0 +1,430 @@
+//! A running node: the ingest path and the three pipeline threads of DESIGN.md, here over the
+//! embedded engine (a federation of one, or of several once the keyring is filled).
+//!
+//! ingest (HTTP) ─► backlog writer (group commit, durable) ─► block builder (≤ max_txs or
+//! timeout, signed header) ─► consensus (validate block, vote, tally, apply in block order).
+//! Every cursor lives in the store, so a restart resumes where the last durable write left off.
+
+use crate::block::{self, Block, BlockBody, Decision, Vote, VoteBody};
+use crate::config::Config;
+use crate::crypto::Keypair;
+use crate::store::{cursor, Store};
+use crate::tx::{Transaction, TxError};
+use crate::validation::{Overlay, Validator};
+use anyhow::{Context, Result};
+use dashmap::DashMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// A wake-up flag between threads (set by producers, cleared by the waiting consumer).
+#[derive(Default)]
+pub struct Signal {
+    flag: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Signal {
+    /// Wakes the waiter.
+    pub fn notify(&self) {
+        *self.flag.lock().expect("signal lock") = true;
+        self.cv.notify_all();
+    }
+
+    /// Waits until notified or `timeout` passes; clears the flag.
+    pub fn wait(&self, timeout: Duration) {
+        let g = self.flag.lock().expect("signal lock");
+        let (mut g, _) = self.cv.wait_timeout_while(g, timeout, |f| !*f).expect("signal lock");
+        *g = false;
+    }
+}
+
+/// Why a submission was not accepted.
+#[derive(Debug)]
+pub enum SubmitError {
+    /// The transaction is invalid (400).
+    Invalid(TxError),
+    /// The engine could not make it durable (503); nothing was accepted.
+    Unavailable(String),
+}
+
+struct Pending {
+    id: String,
+    body: Vec<u8>,
+    ack: oneshot::Sender<Result<(), String>>,
+}
+
+/// Counters for the info endpoint and logs.
+#[derive(Default)]
+pub struct Stats {
+    /// Transactions answered 202.
+    pub accepted: AtomicU64,
+    /// Transactions answered 4xx.
+    pub rejected: AtomicU64,
+    /// Blocks this node created.
+    pub blocks_built: AtomicU64,
+}
+
+/// The node: shared by the HTTP handlers and the pipeline threads.
+pub struct Node {
+    /// Effective configuration.
+    pub config: Config,
+    /// This node's keypair.
+    pub key: Keypair,
+    /// Engine streams and local state.
+    pub store: Arc<Store>,
+    /// Validation rules.
+    pub validator: Validator,
+    /// Counters.
+    pub stats: Stats,
+    inflight: Mutex<Overlay>,
+    backlog_q: Mutex<Option<mpsc::Sender<Pending>>>,
+    events: broadcast::Sender<Arc<str>>,
+    waiters: DashMap<String, Vec<oneshot::Sender<Decision>>>,
+    new_backlog: Signal,
+    new_block: Signal,
+    stop: AtomicBool,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Node {
+    /// Opens the store and starts the pipeline threads.
+    pub fn start(config: Config, validator: Validator) -> Result<Arc<Node>> {
+        config.validate()?;
+        let key = Keypair::from_private_b58(&config.keypair.private).context("keypair.private")?;
+        let store = Arc::new(Store::open(&config.database.path.join("cairn.redb"))?);
+        let (tx, rx) = mpsc::channel(65_536);
+        let (events, _) = broadcast::channel(16_384);
+        let node = Arc::new(Node {
+            config,
+            key,
+            store,
+            validator,
+            stats: Stats::default(),
+            inflight: Mutex::new(Overlay::default()),
+            backlog_q: Mutex::new(Some(tx)),
+            events,
+            waiters: DashMap::new(),
+            new_backlog: Signal::default(),
+            new_block: Signal::default(),
+            stop: AtomicBool::new(false),
+            threads: Mutex::new(Vec::new()),
+        });
+        node.rebuild_inflight()?;
+        let spawn = |name: &str, f: fn(Arc<Node>)| {
+            let n = node.clone();
+            std::thread::Builder::new().name(name.into()).spawn(move || f(n)).expect("spawn pipeline thread")
+        };
+        let writer = {
+            let n = node.clone();
+            std::thread::Builder::new().name("backlog-writer".into()).spawn(move || backlog_writer(n, rx))?
+        };
+        let builder = spawn("block-builder", |n| run_logged("block builder", &n, block_builder));
+        let consensus = spawn("consensus", |n| run_logged("consensus", &n, consensus));
+        node.threads.lock().expect("threads lock").extend([writer, builder, consensus]);
+        Ok(node)
+    }
+
+    /// Stops accepting transactions and joins the pipeline threads (pending work stays in
+    /// the durable backlog and resumes at the next start).
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.backlog_q.lock().expect("queue lock").take();
+        self.new_backlog.notify();
+        self.new_block.notify();
+        let threads = std::mem::take(&mut *self.threads.lock().expect("threads lock"));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    /// The federation: keyring plus this node, sorted.
+    pub fn federation(&self) -> Vec<String> {
+        let mut f: Vec<String> = self.config.keyring.clone();
+        if !f.contains(&self.key.public_b58) {
+            f.push(self.key.public_b58.clone());
+        }
+        f.sort();
+        f
+    }
+
+    /// A receiver of valid-transaction events (JSON text), for the websocket stream.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
+        self.events.subscribe()
+    }
+
+    /// Number of accepted transactions not yet decided.
+    pub fn inflight_len(&self) -> usize {
+        self.inflight.lock().expect("inflight lock").len()
+    }
+
+    /// Validates a transaction and appends it durably to the backlog. With `wait_commit`,
+    /// also returns a receiver that yields the decision of the block that includes it.
+    pub async fn submit(&self, body: &[u8], wait_commit: bool) -> Result<(Transaction, Option<oneshot::Receiver<Decision>>), SubmitError> {
+        let tx = Transaction::parse(body).map_err(SubmitError::Invalid)?;
+        self.validator.check_stateless(&tx).map_err(SubmitError::Invalid)?;
+        {
+            let mut inflight = self.inflight.lock().expect("inflight lock");
+            self.validator.check_stateful(&tx, &*self.store, &inflight, false).map_err(SubmitError::Invalid)?;
+            if self.store.in_backlog(&tx.id).map_err(|e| SubmitError::Unavailable(format!("{e:#}")))? {
+                return Err(SubmitError::Invalid(TxError::DuplicateTransaction(format!(
+                    "transaction `{}` was already accepted; follow it at /api/v1/statuses?transaction_id={}",
+                    tx.id, tx.id
+                ))));
+            }
+            inflight.add(&tx);
+        }
+        let waiter = wait_commit.then(|| {
+            let (s, r) = oneshot::channel();
+            self.waiters.entry(tx.id.clone()).or_default().push(s);
+            r
+        });
+        let (ack, acked) = oneshot::channel();
+        let sender = self.backlog_q.lock().expect("queue lock").clone();
+        let sent = match sender {
+            Some(q) => q.send(Pending { id: tx.id.clone(), body: tx.canonical().into_bytes(), ack }).await.is_ok(),
+            None => false,
+        };
+        let result = if sent { acked.await.unwrap_or_else(|_| Err("backlog writer stopped".into())) } else { Err("node is shutting down".into()) };
+        if let Err(e) = result {
+            self.inflight.lock().expect("inflight lock").remove(&tx);
+            self.waiters.remove(&tx.id);
+            return Err(SubmitError::Unavailable(e));
+        }
+        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        Ok((tx, waiter))
+    }
+
+    /// Accepted transactions not yet decided are in-flight again after a restart.
+    fn rebuild_inflight(&self) -> Result<()> {
+        let applied = self.store.cursor(cursor::APPLIED)?;
+        let from = match self.store.block(applied)? {
+            Some(b) => b.block.range[0],
+            None => self.store.cursor(cursor::BUILT_UPTO)?,
+        };
+        let mut inflight = self.inflight.lock().expect("inflight lock");
+        let mut next = from;
+        loop {
+            let batch = self.store.backlog_from(next, 10_000)?;
+            let Some(last) = batch.last() else { break };
+            next = last.0 + 1;
+            for (_, id, body) in batch {
+                if self.store.committed_height(&id)?.is_none() {
+                    if let Ok(tx) = Transaction::parse(&body) {
+                        inflight.add(&tx);
+                    }
+                }
+            }
+        }
+        if !inflight.is_empty() {
+            tracing::info!(count = inflight.len(), "resuming accepted transactions from the backlog");
+        }
+        Ok(())
+    }
+
+    fn decided(&self, tx: &Transaction, d: Decision) {
+        if let Some((_, ws)) = self.waiters.remove(&tx.id) {
+            for w in ws {
+                let _ = w.send(d);
+            }
+        }
+    }
+}
+
+fn run_logged(name: &str, node: &Arc<Node>, f: fn(&Arc<Node>) -> Result<()>) {
+    while !node.stop.load(Ordering::SeqCst) {
+        match f(node) {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::error!("{name} failed: {e:#}; retrying in 1 s");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+fn backlog_writer(node: Arc<Node>, mut rx: mpsc::Receiver<Pending>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < 8192 {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let items: Vec<(String, Vec<u8>)> = batch.iter_mut().map(|p| (p.id.clone(), std::mem::take(&mut p.body))).collect();
+        let result = node.store.append_backlog(&items).map(|_| ()).map_err(|e| {
+            tracing::error!("backlog append failed: {e:#}");
+            format!("the engine could not store the transaction: {e:#}; retry later")
+        });
+        for p in batch {
+            let _ = p.ack.send(result.clone());
+        }
+        node.new_backlog.notify();
+    }
+}
+
+fn block_builder(node: &Arc<Node>) -> Result<()> {
+    let store = &node.store;
+    let max = node.config.block.max_txs;
+    let timeout = Duration::from_millis(node.config.block.timeout_ms);
+    let mut next = store.cursor(cursor::BUILT_UPTO)?;
+    while !node.stop.load(Ordering::SeqCst) {
+        let mut entries = store.backlog_from(next, max)?;
+        if entries.is_empty() {
+            node.new_backlog.wait(Duration::from_millis(500));
+            continue;
+        }
+        if entries.len() < max {
+            std::thread::sleep(timeout); // let the batch fill up
+            entries = store.backlog_from(next, max)?;
+        }
+        let first = entries[0].0;
+        let last = entries.last().expect("non-empty").0;
+        let mut ids = Vec::with_capacity(entries.len());
+        let mut seen = HashSet::with_capacity(entries.len());
+        for (_, id, _) in entries {
+            if store.committed_height(&id)?.is_none() && seen.insert(id.clone()) {
+                ids.push(id);
+            }
+        }
+        if !ids.is_empty() {
+            let body = BlockBody {
+                timestamp: block::timestamp(),
+                transactions: ids,
+                node_pubkey: node.key.public_b58.clone(),
+                voters: node.federation(),
+                partition: 0,
+                range: [first, last],
+            };
+            let b = Block::new(&node.key, body);
+            let h = store.append_block(&b, last + 1)?;
+            node.stats.blocks_built.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(height = h, txs = b.block.transactions.len(), "block built");
+            node.new_block.notify();
+        }
+        next = last + 1;
+    }
+    Ok(())
+}
+
+struct PendingBlock {
+    block: Block,
+    txs: Vec<Transaction>,
+    valid: Vec<bool>,
+}
+
+fn load_and_validate(node: &Node, b: &Block, overlay: &Overlay) -> Result<(Vec<Transaction>, Vec<bool>, Option<String>)> {
+    let federation = node.federation();
+    if !b.verify() {
+        return Ok((vec![], vec![], Some("block id or signature does not verify".into())));
+    }
+    if !federation.contains(&b.block.node_pubkey) {
+        return Ok((vec![], vec![], Some(format!("block creator {} is not in the keyring", b.block.node_pubkey))));
+    }
+    let mut txs = Vec::with_capacity(b.block.transactions.len());
+    for id in &b.block.transactions {
+        let body = node.store.tx_body(id)?.with_context(|| format!("body of transaction {id} missing from the backlog"))?;
+        match Transaction::parse(&body) {
+            Ok(tx) if tx.id == *id => txs.push(tx),
+            _ => return Ok((vec![], vec![], Some(format!("transaction {id} in the backlog does not parse")))),
+        }
+    }
+    let results = node.validator.validate_block(&txs, &*node.store, overlay);
+    let reason = results.iter().find_map(|r| r.as_ref().err()).map(|e| format!("{}: {e}", e.class()));
+    Ok((txs, results.iter().map(Result::is_ok).collect(), reason))
+}
+
+fn consensus(node: &Arc<Node>) -> Result<()> {
+    let store = &node.store;
+    let mut applied = store.cursor(cursor::APPLIED)?;
+    let mut voted = store.cursor(cursor::VOTED)?.max(applied);
+    let mut pending: BTreeMap<u64, PendingBlock> = BTreeMap::new();
+    let mut overlay = Overlay::default();
+    let mut requeued: HashSet<String> = HashSet::new();
+    // Blocks voted on but undecided before a restart: reload them (their votes are stored).
+    for h in applied..voted {
+        let Some(b) = store.block(h)? else { break };
+        let (txs, valid, _) = load_and_validate(node, &b, &overlay)?;
+        txs.iter().zip(&valid).filter(|(_, v)| **v).for_each(|(t, _)| overlay.add(t));
+        pending.insert(h, PendingBlock { block: b, txs, valid });
+    }
+    let mut previous = match voted.checked_sub(1) {
+        Some(h) => store.block(h)?.map(|b| b.id).unwrap_or_default(),
+        None => "genesis".to_string(),
+    };
+    while !node.stop.load(Ordering::SeqCst) {
+        let mut progressed = false;
+        if let Some(b) = store.block(voted)? {
+            let (txs, valid, reason) = load_and_validate(node, &b, &overlay)?;
+            let is_valid = reason.is_none() && !txs.is_empty();
+            let vote = Vote::new(
+                &node.key,
+                VoteBody {
+                    voting_for_block: b.id.clone(),
+                    previous_block: previous.clone(),
+                    is_block_valid: is_valid,
+                    invalid_reason: reason,
+                    timestamp: block::timestamp(),
+                },
+            );
+            store.append_vote(voted, &vote, Some(voted + 1))?;
+            txs.iter().zip(&valid).filter(|(_, v)| **v).for_each(|(t, _)| overlay.add(t));
+            previous = b.id.clone();
+            pending.insert(voted, PendingBlock { block: b, txs, valid });
+            voted += 1;
+            progressed = true;
+        }
+        // Apply decisions strictly in block order.
+        while let Some(p) = pending.get(&applied) {
+            let votes = store.votes(applied)?;
+            let d = block::tally(&p.block, &votes, &node.federation());
+            if d == Decision::Undecided {
+                break;
+            }
+            let p = pending.remove(&applied).expect("present");
+            p.txs.iter().for_each(|t| overlay.remove(t));
+            if d == Decision::Valid {
+                store.apply(applied, Decision::Valid, &p.txs)?;
+                let mut inflight = node.inflight.lock().expect("inflight lock");
+                for t in &p.txs {
+                    inflight.remove(t);
+                }
+                drop(inflight);
+                for t in &p.txs {
+                    let event = serde_json::json!({
+                        "transaction_id": t.id, "asset_id": t.asset_id, "block_id": p.block.id, "height": applied,
+                    });
+                    let _ = node.events.send(Arc::from(event.to_string()));
+                    node.decided(t, Decision::Valid);
+                }
+            } else {
+                store.apply(applied, Decision::Invalid, &[])?;
+                let mut again = Vec::new();
+                let mut inflight = node.inflight.lock().expect("inflight lock");
+                for (t, ok) in p.txs.iter().zip(&p.valid) {
+                    if *ok && requeued.insert(t.id.clone()) {
+                        again.push((t.id.clone(), t.canonical().into_bytes()));
+                    } else {
+                        inflight.remove(t);
+                        node.decided(t, Decision::Invalid);
+                    }
+                }
+                drop(inflight);
+                if !again.is_empty() {
+                    tracing::warn!(height = applied, count = again.len(), "block decided invalid; requeueing its valid transactions once");
+                    store.requeue(&again)?;
+                    node.new_backlog.notify();
+                }
+            }
+            applied += 1;
+            progressed = true;
+        }
+        if !progressed {
+            node.new_block.wait(Duration::from_millis(200));
+        }
+    }
+    Ok(())
+}

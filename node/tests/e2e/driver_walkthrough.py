@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""The official driver's walkthrough against a running Cairn node, unchanged driver code.
+
+Usage: driver_walkthrough.py http://127.0.0.1:9984 ws://127.0.0.1:9985
+Exits non-zero (with the failed step) on any mismatch; prints one line per step.
+"""
+import asyncio
+import json
+import sys
+import time
+
+import websockets
+from bigchaindb_driver import BigchainDB
+from bigchaindb_driver.crypto import generate_keypair
+from bigchaindb_driver.exceptions import BadRequest, NotFoundError
+
+url, ws_url = sys.argv[1], sys.argv[2]
+bdb = BigchainDB(url)
+alice, bob, carol = generate_keypair(), generate_keypair(), generate_keypair()
+
+
+def step(msg):
+    print("ok:", msg, flush=True)
+
+
+def wait_valid(txid, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            return bdb.transactions.retrieve(txid)
+        except NotFoundError:
+            time.sleep(0.05)
+    raise AssertionError(f"{txid} not valid after {timeout}s")
+
+
+info = bdb.info()
+assert info["software"] == "Cairn" and info["public_key"], info
+api = bdb.api_info()
+assert api["streams"].endswith("/api/v1/streams/valid_transactions"), api
+step("info and api_info")
+
+
+async def listen(events, ready):
+    async with websockets.connect(ws_url + "/api/v1/streams/valid_transactions") as ws:
+        ready.set()
+        while True:
+            events.append(json.loads(await ws.recv()))
+
+
+async def main():
+    events, ready = [], asyncio.Event()
+    listener = asyncio.create_task(listen(events, ready))
+    await asyncio.wait_for(ready.wait(), 10)
+    loop = asyncio.get_running_loop()
+
+    # 1. CREATE an asset with metadata, signed by the driver
+    bicycle = {"data": {"bicycle": {"serial_number": "abcd1234", "manufacturer": "bkfab"}}}
+    prepared = bdb.transactions.prepare(operation="CREATE", signers=alice.public_key, asset=bicycle,
+                                        metadata={"planet": "earth"})
+    signed = bdb.transactions.fulfill(prepared, private_keys=alice.private_key)
+    sent = await loop.run_in_executor(None, lambda: bdb.transactions.send_commit(signed))
+    assert sent == signed, "node must echo the transaction"
+    step(f"CREATE {signed['id']} sent with mode=commit")
+    got = await loop.run_in_executor(None, wait_valid, signed["id"])
+    assert got == signed, "read back must equal what was sent"
+    assert bdb.blocks.get(txid=signed["id"]) is not None
+    step("CREATE read back byte-equal; block lookup works")
+
+    # 2. TRANSFER it to bob (async mode), wait until valid
+    out = signed["outputs"][0]
+    transfer_input = {"fulfillment": out["condition"]["details"],
+                      "fulfills": {"output_index": 0, "transaction_id": signed["id"]},
+                      "owners_before": out["public_keys"]}
+    prepared_t = bdb.transactions.prepare(operation="TRANSFER", asset={"id": signed["id"]},
+                                          inputs=transfer_input, recipients=bob.public_key)
+    transfer = bdb.transactions.fulfill(prepared_t, private_keys=alice.private_key)
+    bdb.transactions.send_async(transfer)
+    got_t = await loop.run_in_executor(None, wait_valid, transfer["id"])
+    assert got_t == transfer
+    step(f"TRANSFER {transfer['id']} valid and read back")
+
+    # 3. by asset id, with and without operation filter
+    assert [t["id"] for t in bdb.transactions.get(asset_id=signed["id"])] == [signed["id"], transfer["id"]]
+    assert [t["id"] for t in bdb.transactions.get(asset_id=signed["id"], operation="TRANSFER")] == [transfer["id"]]
+    step("transactions by asset_id and operation")
+
+    # 4. double spend: alice spends the same output again, to carol: rejected with DoubleSpend
+    prepared_ds = bdb.transactions.prepare(operation="TRANSFER", asset={"id": signed["id"]},
+                                           inputs=transfer_input, recipients=carol.public_key)
+    double = bdb.transactions.fulfill(prepared_ds, private_keys=alice.private_key)
+    try:
+        bdb.transactions.send_commit(double)
+        raise AssertionError("double spend was accepted")
+    except BadRequest as e:
+        assert "DoubleSpend" in str(e.info), e.info
+    step("double spend rejected (DoubleSpend)")
+
+    # 5. outputs
+    assert bdb.outputs.get(bob.public_key, spent=False) == [{"transaction_id": transfer["id"], "output_index": 0}]
+    assert bdb.outputs.get(alice.public_key, spent=True) == [{"transaction_id": signed["id"], "output_index": 0}]
+    assert bdb.outputs.get(alice.public_key, spent=False) == []
+    step("outputs by public key and spent flag")
+
+    # 6. search assets and metadata
+    found = bdb.assets.get(search="bkfab")
+    assert {"id": signed["id"], "data": bicycle["data"]} in found, found
+    assert {"id": signed["id"], "metadata": {"planet": "earth"}} in bdb.metadata.get(search="earth")
+    step("asset and metadata search")
+
+    # 7. the websocket stream saw both transactions
+    deadline = time.time() + 10
+    while time.time() < deadline and {e["transaction_id"] for e in events} < {signed["id"], transfer["id"]}:
+        await asyncio.sleep(0.05)
+    seen = {e["transaction_id"]: e for e in events}
+    assert seen[signed["id"]]["asset_id"] == signed["id"] and seen[transfer["id"]]["asset_id"] == signed["id"], events
+    step("websocket stream delivered both valid transactions")
+
+    # 8. a tampered signature is refused with a reason
+    bad = json.loads(json.dumps(transfer))
+    bad["metadata"] = {"tampered": True}
+    try:
+        bdb.transactions.send_async(bad)
+        raise AssertionError("tampered transaction was accepted")
+    except BadRequest as e:
+        assert "InvalidHash" in str(e.info), e.info
+    step("tampered transaction rejected (InvalidHash)")
+    listener.cancel()
+
+
+asyncio.run(main())
+print("driver walkthrough: all steps passed")
