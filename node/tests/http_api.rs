@@ -1,0 +1,242 @@
+//! The HTTP API of a real `cairn` process: shapes, every kind of bad input, concurrency and
+//! crash durability.
+
+mod common;
+use cairn::cc::Details;
+use cairn::crypto::Keypair;
+use cairn::tx::{self, OutputRef, Spend};
+use common::{cairn, NodeProc};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn create(k: &Keypair, n: u64) -> Value {
+    tx::build_create(&[k], &[(vec![k.public_bytes()], 1)], json!({"n": n, "who": "tester"}), json!({"note": format!("item {n}")}))
+}
+
+fn transfer(from: &Value, signer: &Keypair, to: &Keypair) -> Value {
+    let out = &from["outputs"][0];
+    let spend = Spend {
+        fulfills: OutputRef { txid: from["id"].as_str().unwrap().into(), index: 0 },
+        details: Details::from_json(&out["condition"]["details"]).unwrap(),
+        owners_before: vec![signer.public_b58.clone()],
+    };
+    tx::build_transfer(&[spend], &[(vec![to.public_bytes()], 1)], from["id"].as_str().unwrap(), Value::Null, &[signer])
+}
+
+fn body(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap()
+}
+
+#[test]
+fn bad_input_gets_a_clear_json_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(dir.path(), &[("CAIRN_SERVER_MAX_BODY_BYTES", "4000")]);
+    let k = Keypair::generate();
+    let cases: Vec<(u16, Value, &str)> = vec![
+        {
+            let (s, v) = node.post(b"{not json", "async");
+            (s, v, "not valid JSON")
+        },
+        {
+            let (s, v) = node.post(&vec![b' '; 5000], "async");
+            (s, v, "limit is 4000 bytes")
+        },
+        {
+            let (s, v) = node.post(&body(&create(&k, 1)), "eventually");
+            (s, v, "is not one of async, sync, commit")
+        },
+        {
+            let mut t = create(&k, 2);
+            t["metadata"] = json!({"changed": true});
+            let (s, v) = node.post(&body(&t), "async");
+            (s, v, "Invalid transaction (InvalidHash)")
+        },
+        {
+            let mut t = create(&k, 3);
+            t["version"] = json!("1.0");
+            let (s, v) = node.post(&body(&t), "async");
+            (s, v, "Invalid transaction schema: version")
+        },
+        {
+            let (s, v) = node.get("/api/v1/transactions/xyz");
+            (s, v, "Invalid hash")
+        },
+        {
+            let (s, v) = node.get(&format!("/api/v1/transactions/{}", "a".repeat(64)));
+            (s, v, "Not found")
+        },
+        {
+            let (s, v) = node.get("/api/v1/outputs?public_key=abc");
+            (s, v, "not a base58")
+        },
+        {
+            let (s, v) = node.get(&format!("/api/v1/outputs?public_key={}&colour=red", k.public_b58));
+            (s, v, "Unknown arguments: colour")
+        },
+        {
+            let (s, v) = node.get(&format!("/api/v1/outputs?public_key={}&spent=maybe", k.public_b58));
+            (s, v, "Boolean value must be")
+        },
+        {
+            let (s, v) = node.get("/api/v1/statuses");
+            (s, v, "Provide exactly one query parameter")
+        },
+        {
+            let (s, v) = node.get("/api/v1/assets?search=");
+            (s, v, "text_search cannot be empty")
+        },
+        {
+            let (s, v) = node.get("/api/v1/transactions");
+            (s, v, "Missing required parameter asset_id")
+        },
+        {
+            let (s, v) = node.get("/no/such/path");
+            (s, v, "Not found")
+        },
+    ];
+    for (status, v, needle) in cases {
+        assert!(status == 400 || status == 404 || status == 413, "{needle}: status {status}");
+        assert_eq!(v["status"], status, "{needle}: {v}");
+        assert!(v["message"].as_str().unwrap().contains(needle), "{needle}: {v}");
+    }
+    // The node still works after all that.
+    let t = create(&k, 9);
+    assert_eq!(node.post(&body(&t), "commit").0, 202);
+}
+
+#[test]
+fn lifecycle_blocks_votes_and_statuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(dir.path(), &[]);
+    let (a, b) = (Keypair::generate(), Keypair::generate());
+    let c = create(&a, 1);
+    let id = c["id"].as_str().unwrap();
+    let (s, echoed) = node.post(&body(&c), "commit");
+    assert_eq!((s, &echoed), (202, &c));
+    assert_eq!(node.get(&format!("/api/v1/statuses?transaction_id={id}")).1, json!({"status": "valid"}));
+    let (_, heights) = node.get(&format!("/api/v1/blocks?transaction_id={id}"));
+    let h = heights[0].as_u64().unwrap();
+    let (_, block) = node.get(&format!("/api/v1/blocks/{h}"));
+    assert_eq!(block["transactions"][0], c);
+    assert_eq!(block["status"], "valid");
+    let block_id = block["id"].as_str().unwrap();
+    assert_eq!(node.get(&format!("/api/v1/blocks/{block_id}")).1["height"], h);
+    assert_eq!(node.get(&format!("/api/v1/statuses?block_id={block_id}")).1, json!({"status": "valid"}));
+    let (_, votes) = node.get(&format!("/api/v1/votes?block_id={block_id}"));
+    let (_, info) = node.get("/");
+    assert_eq!(votes[0]["node_pubkey"], info["public_key"]);
+    assert_eq!(votes[0]["vote"]["is_block_valid"], true);
+    // Transfer, then the asset has two transactions in order and outputs moved.
+    let t = transfer(&c, &a, &b);
+    assert_eq!(node.post(&body(&t), "sync").0, 202);
+    node.wait_valid(t["id"].as_str().unwrap(), Duration::from_secs(10));
+    let (_, txs) = node.get(&format!("/api/v1/transactions?asset_id={id}"));
+    assert_eq!(txs, json!([c, t]));
+    assert_eq!(node.get(&format!("/api/v1/transactions?asset_id={id}&last_tx=true")).1, json!([t]));
+    assert_eq!(node.get(&format!("/api/v1/outputs?public_key={}&spent=false", b.public_b58)).1, json!([{"transaction_id": t["id"], "output_index": 0}]));
+    // Duplicate submission is refused with a pointer to its status.
+    let (s, v) = node.post(&body(&c), "async");
+    assert_eq!(s, 400);
+    assert!(v["message"].as_str().unwrap().contains("DuplicateTransaction"), "{v}");
+    // Metadata search finds it; the trailing-slash form of every path works.
+    assert_eq!(node.get("/api/v1/metadata/?search=item%201").1[0]["id"], c["id"]);
+}
+
+#[test]
+fn concurrent_conflicting_spends_exactly_one_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(dir.path(), &[]);
+    let a = Keypair::generate();
+    let c = create(&a, 1);
+    assert_eq!(node.post(&body(&c), "commit").0, 202);
+    let spends: Vec<Vec<u8>> = (0..16).map(|_| body(&transfer(&c, &a, &Keypair::generate()))).collect();
+    let results: Vec<(u16, Value)> = std::thread::scope(|s| {
+        let handles: Vec<_> = spends.iter().map(|b| s.spawn(|| node.post(b, "async"))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let winners: Vec<&Value> = results.iter().filter(|(s, _)| *s == 202).map(|(_, v)| v).collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    for (s, v) in &results {
+        if *s != 202 {
+            assert!(v["message"].as_str().unwrap().contains("DoubleSpend"), "{v}");
+        }
+    }
+    node.wait_valid(winners[0]["id"].as_str().unwrap(), Duration::from_secs(10));
+    assert_eq!(node.get(&format!("/api/v1/transactions?asset_id={}&operation=TRANSFER", c["id"].as_str().unwrap())).1.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn nothing_acknowledged_is_lost_on_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    // A long block timeout keeps accepted transactions in the backlog when the node dies.
+    let mut node = NodeProc::start(dir.path(), &[("CAIRN_BLOCK_TIMEOUT_MS", "300")]);
+    let k = Keypair::generate();
+    let txs: Vec<Value> = (0..300).map(|i| create(&k, i)).collect();
+    let bodies: Vec<Vec<u8>> = txs.iter().map(body).collect();
+    let accepted: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = bodies.chunks(75).map(|chunk| {
+            let node = &node;
+            s.spawn(move || chunk.iter().filter_map(|b| {
+                let (st, v) = node.post(b, "async");
+                (st == 202).then(|| v["id"].as_str().unwrap().to_string())
+            }).collect::<Vec<_>>())
+        }).collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(accepted.len(), 300);
+    node.kill9();
+    node.restart();
+    for id in &accepted {
+        node.wait_valid(id, Duration::from_secs(30));
+    }
+    let (_, info) = node.get("/");
+    assert_eq!(info["stats"]["committed"], 300);
+    // And the clean shutdown path exits 0.
+    assert!(node.terminate().success());
+}
+
+#[test]
+fn cli_configure_show_export_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    let (code, _, err) = cairn(&cfg, &["export-my-pubkey"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cairn configure -y"), "{err}");
+    let (code, out, _) = cairn(&cfg, &["configure", "-y"]);
+    assert_eq!(code, 0);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&cfg).unwrap().permissions().mode() & 0o777, 0o600);
+    let file = std::fs::read_to_string(&cfg).unwrap();
+    let private = file.lines().find(|l| l.starts_with("private")).unwrap().split('"').nth(1).unwrap().to_string();
+    assert!(!out.contains(&private), "configure printed the private key");
+    let (_, shown, _) = cairn(&cfg, &["show-config"]);
+    assert!(!shown.contains(&private) && shown.contains("<hidden"), "{shown}");
+    let (_, pubkey, _) = cairn(&cfg, &["export-my-pubkey"]);
+    assert!(cairn::tx::is_public_key(pubkey.trim()), "{pubkey}");
+    // configure again keeps the keypair
+    cairn(&cfg, &["configure", "-y"]);
+    assert_eq!(cairn(&cfg, &["export-my-pubkey"]).1, pubkey);
+    // init / drop
+    let data = dir.path().join("d");
+    let envd = [("CAIRN_DATABASE_PATH", data.to_str().unwrap())];
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_cairn")).arg("-c").arg(&cfg).args(args).envs(envd).stdin(std::process::Stdio::null()).output().unwrap();
+        (o.status.code().unwrap(), String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr))
+    };
+    assert_eq!(run(&["init"]).0, 0);
+    let (code, msg) = run(&["init"]);
+    assert_eq!(code, 1);
+    assert!(msg.contains("already exists"), "{msg}");
+    let (code, msg) = run(&["drop"]);
+    assert_eq!(code, 1, "drop without -y on a non-terminal must refuse: {msg}");
+    assert!(msg.contains("pass -y"), "{msg}");
+    assert_eq!(run(&["drop", "-y"]).0, 0);
+    assert!(!data.join("cairn.redb").exists());
+    // a bad flag is a usage error naming the flag
+    let (code, msg) = run(&["start", "--colour"]);
+    assert_eq!(code, 2);
+    assert!(msg.contains("--colour"), "{msg}");
+    // a bad env value is named
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cairn")).arg("-c").arg(&cfg).arg("show-config").env("CAIRN_STATSD_PORT", "lots").output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("CAIRN_STATSD_PORT"));
+}
