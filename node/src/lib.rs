@@ -13,3 +13,4 @@ pub mod store;
 pub mod config;
 pub mod node;
 pub mod api;
+pub mod workload;
