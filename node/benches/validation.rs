@@ -59,7 +59,7 @@ fn benches(c: &mut Criterion) {
     g.finish();
 
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("bench.redb")).unwrap();
+    let store = Store::open(&dir.path().join("bench")).unwrap();
     let mut g = c.benchmark_group("block");
     g.throughput(Throughput::Elements(BLOCK as u64));
     g.sample_size(20);

@@ -102,7 +102,7 @@ fn configure(path: &PathBuf, yes: bool) -> Result<()> {
 }
 
 fn db_path(cfg: &Config) -> PathBuf {
-    cfg.database.path.join("cairn.redb")
+    cairn::store::Store::path_in(&cfg.database.path)
 }
 
 async fn start(mut cfg: Config, args: StartArgs) -> Result<()> {
@@ -190,7 +190,7 @@ fn run() -> Result<()> {
                 println!("Not dropped.");
                 return Ok(());
             }
-            std::fs::remove_file(&db).with_context(|| format!("deleting {}", db.display()))?;
+            std::fs::remove_dir_all(&db).with_context(|| format!("deleting {}", db.display()))?;
             println!("Dropped database {}", db.display());
             Ok(())
         }

@@ -94,7 +94,7 @@ impl Node {
     pub fn start(config: Config, validator: Validator) -> Result<Arc<Node>> {
         config.validate()?;
         let key = Keypair::from_private_b58(&config.keypair.private).context("keypair.private")?;
-        let store = Arc::new(Store::open(&config.database.path.join("cairn.redb"))?);
+        let store = Arc::new(Store::open(&Store::path_in(&config.database.path))?);
         let (tx, rx) = mpsc::channel(65_536);
         let (events, _) = broadcast::channel(16_384);
         let node = Arc::new(Node {
@@ -290,7 +290,9 @@ fn block_builder(node: &Arc<Node>) -> Result<()> {
                 ids.push(id);
             }
         }
-        if !ids.is_empty() {
+        if ids.is_empty() {
+            store.skip_backlog(last + 1)?;
+        } else {
             let body = BlockBody {
                 timestamp: block::timestamp(),
                 transactions: ids,

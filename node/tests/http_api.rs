@@ -231,7 +231,7 @@ fn cli_configure_show_export_drop() {
     assert_eq!(code, 1, "drop without -y on a non-terminal must refuse: {msg}");
     assert!(msg.contains("pass -y"), "{msg}");
     assert_eq!(run(&["drop", "-y"]).0, 0);
-    assert!(!data.join("cairn.redb").exists());
+    assert!(!data.join("store").exists());
     // a bad flag is a usage error naming the flag
     let (code, msg) = run(&["start", "--colour"]);
     assert_eq!(code, 2);

@@ -19,7 +19,7 @@ struct Ledger {
 impl Ledger {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db.redb")).unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
         Ledger { _dir: dir, store, height: 0 }
     }
 
