@@ -80,6 +80,9 @@ pub struct Node {
     /// Counters.
     pub stats: Stats,
     inflight: Mutex<Overlay>,
+    /// Ids whose signatures this node verified at ingest and that are not decided yet: the
+    /// vote need not verify them again.
+    verified: dashmap::DashSet<String>,
     backlog_q: Mutex<Option<mpsc::Sender<Pending>>>,
     events: broadcast::Sender<Arc<str>>,
     waiters: DashMap<String, Vec<oneshot::Sender<Decision>>>,
@@ -104,6 +107,7 @@ impl Node {
             validator,
             stats: Stats::default(),
             inflight: Mutex::new(Overlay::default()),
+            verified: dashmap::DashSet::new(),
             backlog_q: Mutex::new(Some(tx)),
             events,
             waiters: DashMap::new(),
@@ -176,6 +180,7 @@ impl Node {
             }
             inflight.add(&tx);
         }
+        self.verified.insert(tx.id.clone());
         let waiter = wait_commit.then(|| {
             let (s, r) = oneshot::channel();
             self.waiters.entry(tx.id.clone()).or_default().push(s);
@@ -190,6 +195,7 @@ impl Node {
         let result = if sent { acked.await.unwrap_or_else(|_| Err("backlog writer stopped".into())) } else { Err("node is shutting down".into()) };
         if let Err(e) = result {
             self.inflight.lock().expect("inflight lock").remove(&tx);
+            self.verified.remove(&tx.id);
             self.waiters.remove(&tx.id);
             return Err(SubmitError::Unavailable(e));
         }
@@ -225,6 +231,7 @@ impl Node {
     }
 
     fn decided(&self, tx: &Transaction, d: Decision) {
+        self.verified.remove(&tx.id);
         if let Some((_, ws)) = self.waiters.remove(&tx.id) {
             for w in ws {
                 let _ = w.send(d);
@@ -334,7 +341,7 @@ fn load_and_validate(node: &Node, b: &Block, overlay: &Overlay) -> Result<(Vec<T
             _ => return Ok((vec![], vec![], Some(format!("transaction {id} in the backlog does not parse")))),
         }
     }
-    let results = node.validator.validate_block(&txs, &*node.store, overlay);
+    let results = node.validator.validate_block_with(&txs, &*node.store, overlay, &|id| node.verified.contains(id));
     let reason = results.iter().find_map(|r| r.as_ref().err()).map(|e| format!("{}: {e}", e.class()));
     Ok((txs, results.iter().map(Result::is_ok).collect(), reason))
 }

@@ -191,9 +191,24 @@ impl Validator {
     /// earlier valid ones (so two spends of one output inside a block: the second fails).
     /// Stateless checks run on all cores, with signatures verified in batches.
     pub fn validate_block(&self, txs: &[Transaction], view: &dyn LedgerView, base: &Overlay) -> Vec<Result<(), TxError>> {
-        const CHUNK: usize = 64;
+        self.validate_block_with(txs, view, base, &|_| false)
+    }
+
+    /// As [`Validator::validate_block`], but skips signature verification for transactions
+    /// `verified` says this node already verified. Sound because the id is re-checked here
+    /// and it is a hash of the whole body, fulfillments included.
+    pub fn validate_block_with(
+        &self,
+        txs: &[Transaction],
+        view: &dyn LedgerView,
+        base: &Overlay,
+        verified: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Vec<Result<(), TxError>> {
+        // Large chunks batch better (n=64: ~43k sig/s per core; n=256+: ~57k+), while
+        // still giving every core a share.
+        let chunk = (txs.len() / rayon::current_num_threads().max(1)).clamp(64, 512);
         let stateless: Vec<Result<(), TxError>> = txs
-            .par_chunks(CHUNK)
+            .par_chunks(chunk)
             .flat_map_iter(|chunk| {
                 let mut checks = Vec::with_capacity(chunk.len());
                 let mut msgs = Vec::with_capacity(chunk.len());
@@ -201,7 +216,7 @@ impl Validator {
                 let mut results: Vec<Result<(), TxError>> = Vec::with_capacity(chunk.len());
                 for (t, tx) in chunk.iter().enumerate() {
                     results.push(tx.check_id());
-                    if results[t].is_ok() {
+                    if results[t].is_ok() && !verified(&tx.id) {
                         let base_msg = msgs.len();
                         msgs.extend(tx.signing_messages());
                         for (c, m) in tx.signature_checks() {
