@@ -188,7 +188,7 @@ async fn post_transaction(State(node): AppState, Query(p): Params, body: Result<
         )
     })?;
     let submitted = node.submit(&body, mode == "commit").await;
-    let (tx, waiter) = match submitted {
+    let crate::node::Submitted { tx, canonical, waiter } = match submitted {
         Ok(ok) => ok,
         Err(SubmitError::Invalid(e)) => {
             node.stats.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -213,7 +213,7 @@ async fn post_transaction(State(node): AppState, Query(p): Params, body: Result<
         }
     }
     let location = format!("../statuses?transaction_id={}", tx.id);
-    let mut resp = (StatusCode::ACCEPTED, Json(tx.raw)).into_response();
+    let mut resp = (StatusCode::ACCEPTED, [(header::CONTENT_TYPE, "application/json")], canonical).into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
         resp.headers_mut().insert(header::LOCATION, v);
     }

@@ -334,12 +334,13 @@ impl Store {
 
     /// Records a block's decision and, when valid, applies its transactions to state, all in
     /// one atomic batch; moves the applied cursor.
-    pub fn apply(&self, height: u64, decision_: Decision, txs: &[Transaction]) -> Result<()> {
+    pub fn apply<T: std::borrow::Borrow<Transaction>>(&self, height: u64, decision_: Decision, txs: &[T]) -> Result<()> {
         let mut batch = self.db.batch();
         batch.insert(&self.block_status, be(height), [status_code(decision_)]);
         if decision_ == Decision::Valid {
             let mut terms = Vec::new();
             for tx in txs {
+                let tx: &Transaction = tx.borrow();
                 batch.insert(&self.valid_txs, tx.id.as_str(), be(height));
                 for (i, o) in tx.outputs.iter().enumerate() {
                     let key = OutputRef { txid: tx.id.clone(), index: i as u32 }.key();

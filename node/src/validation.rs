@@ -190,16 +190,16 @@ impl Validator {
     /// Validates a block's transactions in order, each against committed state plus the
     /// earlier valid ones (so two spends of one output inside a block: the second fails).
     /// Stateless checks run on all cores, with signatures verified in batches.
-    pub fn validate_block(&self, txs: &[Transaction], view: &dyn LedgerView, base: &Overlay) -> Vec<Result<(), TxError>> {
+    pub fn validate_block<T: std::borrow::Borrow<Transaction> + Sync>(&self, txs: &[T], view: &dyn LedgerView, base: &Overlay) -> Vec<Result<(), TxError>> {
         self.validate_block_with(txs, view, base, &|_| false)
     }
 
-    /// As [`Validator::validate_block`], but skips signature verification for transactions
-    /// `verified` says this node already verified. Sound because the id is re-checked here
-    /// and it is a hash of the whole body, fulfillments included.
-    pub fn validate_block_with(
+    /// As [`Validator::validate_block`], but skips the stateless checks (id, signatures) of
+    /// transactions for which `verified` says this node already ran them on this very object
+    /// (its in-memory copy from ingest, not a body re-read from the engine).
+    pub fn validate_block_with<T: std::borrow::Borrow<Transaction> + Sync>(
         &self,
-        txs: &[Transaction],
+        txs: &[T],
         view: &dyn LedgerView,
         base: &Overlay,
         verified: &(dyn Fn(&str) -> bool + Sync),
@@ -215,8 +215,13 @@ impl Validator {
                 let mut owner = Vec::with_capacity(chunk.len());
                 let mut results: Vec<Result<(), TxError>> = Vec::with_capacity(chunk.len());
                 for (t, tx) in chunk.iter().enumerate() {
+                    let tx: &Transaction = std::borrow::Borrow::borrow(tx);
+                    if verified(&tx.id) {
+                        results.push(Ok(()));
+                        continue;
+                    }
                     results.push(tx.check_id());
-                    if results[t].is_ok() && !verified(&tx.id) {
+                    if results[t].is_ok() {
                         let base_msg = msgs.len();
                         msgs.extend(tx.signing_messages());
                         for (c, m) in tx.signature_checks() {
@@ -228,7 +233,7 @@ impl Validator {
                 let verdicts = crypto::verify_all(&checks, &msgs);
                 for (ok, (t, input)) in verdicts.into_iter().zip(owner) {
                     if !ok && results[t].is_ok() {
-                        results[t] = Err(bad_signature(&chunk[t], input));
+                        results[t] = Err(bad_signature(std::borrow::Borrow::borrow(&chunk[t]), input));
                     }
                 }
                 results
@@ -239,6 +244,7 @@ impl Validator {
         let mut overlay = Overlay { ids: HashSet::new(), spent: base.spent.clone(), created: base.created.clone() };
         let mut out = Vec::with_capacity(txs.len());
         for (tx, r) in txs.iter().zip(stateless) {
+            let tx: &Transaction = std::borrow::Borrow::borrow(tx);
             let r = r.and_then(|_| {
                 if base.contains(&tx.id) {
                     return Err(TxError::DuplicateTransaction(format!("transaction `{}` is in an earlier undecided block", tx.id)));
@@ -254,6 +260,7 @@ impl Validator {
     }
 }
 
-fn bad_signature(tx: &Transaction, input: usize) -> TxError {
+/// The error for an input whose fulfillment does not verify.
+pub fn bad_signature(tx: &Transaction, input: usize) -> TxError {
     TxError::InvalidSignature(format!("the fulfillment of input {input} of transaction {} does not verify", tx.id))
 }
