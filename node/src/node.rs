@@ -289,7 +289,7 @@ impl Node {
             let Some(last) = batch.last() else { break };
             next = last.0 + 1;
             for (_, id, body) in batch {
-                if self.store.committed_height(&id)?.is_none() {
+                if self.store.committed_height(&id)?.is_none() && !self.store.is_dropped(&id)? {
                     if let Ok(tx) = Transaction::parse(&body) {
                         inflight.add(&tx);
                     }

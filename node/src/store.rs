@@ -380,17 +380,26 @@ impl Store {
         self.valid_txs.get(txid)?.map(|v| from_be(&v)).transpose()
     }
 
-    /// Status as BigchainDB reports it: valid, undecided (in an undecided block) or backlog.
+    /// Status as BigchainDB reports it: valid, undecided (in an undecided block) or backlog;
+    /// and `invalid` for a transaction dropped with an invalid block (a requeued one loses its
+    /// block link, so a link to an invalid block means it was dropped).
     pub fn tx_status(&self, txid: &str) -> Result<Option<&'static str>> {
         if self.valid_txs.contains_key(txid)? {
             return Ok(Some("valid"));
         }
         if let Some(h) = self.tx_block.get(txid)? {
-            if self.block_status(from_be(&h)?)? == Some(Decision::Undecided) {
-                return Ok(Some("undecided"));
+            match self.block_status(from_be(&h)?)? {
+                Some(Decision::Undecided) => return Ok(Some("undecided")),
+                Some(Decision::Invalid) => return Ok(Some("invalid")),
+                _ => {}
             }
         }
         Ok(self.tx_seq.contains_key(txid)?.then_some("backlog"))
+    }
+
+    /// True if the transaction was dropped with an invalid block (see [`Store::tx_status`]).
+    pub fn is_dropped(&self, txid: &str) -> Result<bool> {
+        Ok(self.tx_status(txid)? == Some("invalid"))
     }
 
     /// Heights of blocks holding `txid` (the latest block it went into).
