@@ -77,7 +77,7 @@ fn confirm(prompt: &str) -> Result<bool> {
     Ok(matches!(ask(&format!("{prompt} (y/N)"), "n")?.to_ascii_lowercase().as_str(), "y" | "yes"))
 }
 
-fn configure(path: &PathBuf, yes: bool) -> Result<()> {
+fn configure(path: &std::path::Path, yes: bool) -> Result<()> {
     let mut cfg = if path.exists() { Config::read(path)? } else { Config::default() };
     if cfg.keypair.private.is_empty() {
         let kp = Keypair::generate();

@@ -139,7 +139,8 @@ fn tampering_is_caught() {
 fn schema_errors_name_the_field() {
     let a = Keypair::generate();
     let good = create(&a, 1);
-    let cases: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(Edit, &str)> = vec![
         (Box::new(|v| v["version"] = json!("1.0")), "version"),
         (Box::new(|v| v["operation"] = json!("GENESIS")), "operation"),
         (Box::new(|v| v["extra"] = json!(1)), "'extra' was unexpected"),
