@@ -16,6 +16,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -127,7 +128,14 @@ async fn root(State(node): AppState) -> Json<Value> {
         "public_key": node.key.public_b58,
         "keyring": node.config.keyring,
         "engine": node.config.database.backend,
-        "stats": {"backlog": backlog, "blocks": blocks, "committed": committed, "in_flight": node.inflight_len()},
+        "stats": {
+            "backlog": backlog, "blocks": blocks, "committed": committed, "in_flight": node.inflight_len(),
+            "since_start": {
+                "accepted": node.stats.accepted.load(Ordering::Relaxed),
+                "rejected": node.stats.rejected.load(Ordering::Relaxed),
+                "blocks_built": node.stats.blocks_built.load(Ordering::Relaxed),
+            },
+        },
     }))
 }
 
@@ -191,7 +199,7 @@ async fn post_transaction(State(node): AppState, Query(p): Params, body: Result<
     let crate::node::Submitted { tx, canonical, waiter } = match submitted {
         Ok(ok) => ok,
         Err(SubmitError::Invalid(e)) => {
-            node.stats.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            node.stats.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(bad(e.http_message()));
         }
         Err(SubmitError::Unavailable(m)) => return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, m)),

@@ -112,6 +112,13 @@ impl Condition {
         Ok(Condition { type_id, fingerprint, cost, subtypes })
     }
 
+    /// Parses one DER-encoded condition (as the node stores them); `None` if malformed.
+    pub fn parse_der(bytes: &[u8]) -> Option<Condition> {
+        let mut r = Reader::new(bytes);
+        let (tag, content) = r.read_any().ok()?;
+        r.is_empty().then(|| Condition::from_der(tag, content).ok()).flatten()
+    }
+
     /// `ni:///sha-256;<b64url fingerprint>?fpt=<type>&cost=<n>[&subtypes=a,b]`.
     pub fn uri(&self) -> String {
         let mut uri = format!(
@@ -320,13 +327,6 @@ impl Fulfillment {
             }
         }
         out
-    }
-
-    /// Parses a DER-encoded condition (as stored by the node); `None` if malformed.
-    pub fn condition_from_der(bytes: &[u8]) -> Option<Condition> {
-        let mut r = Reader::new(bytes);
-        let (tag, content) = r.read_any().ok()?;
-        r.is_empty().then(|| Condition::from_der(tag, content).ok()).flatten()
     }
 
     /// Base64url without padding, as in `inputs[].fulfillment`.

@@ -122,7 +122,7 @@ fn encode_output(o: &OutputInfo) -> Vec<u8> {
 fn decode_output(b: &[u8]) -> Option<OutputInfo> {
     let amount = u64::from_le_bytes(b.get(..8)?.try_into().ok()?);
     let asset_id = std::str::from_utf8(b.get(8..72)?).ok()?.to_string();
-    let condition = crate::cc::Fulfillment::condition_from_der(b.get(72..)?)?;
+    let condition = crate::cc::Condition::parse_der(b.get(72..)?)?;
     Some(OutputInfo { condition, amount, asset_id })
 }
 

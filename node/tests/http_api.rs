@@ -99,9 +99,12 @@ fn bad_input_gets_a_clear_json_error() {
         assert_eq!(v["status"], status, "{needle}: {v}");
         assert!(v["message"].as_str().unwrap().contains(needle), "{needle}: {v}");
     }
-    // The node still works after all that.
+    // The node still works after all that, and counted what it refused.
     let t = create(&k, 9);
     assert_eq!(node.post(&body(&t), "commit").0, 202);
+    let (_, info) = node.get("/");
+    assert_eq!(info["stats"]["since_start"]["accepted"], 1, "{info}");
+    assert_eq!(info["stats"]["since_start"]["rejected"], 3, "malformed JSON, InvalidHash, version 1.0: {info}");
 }
 
 #[test]
