@@ -120,6 +120,7 @@ fn api_v1_links(node: &Node) -> Value {
 
 async fn root(State(node): AppState) -> Json<Value> {
     let (backlog, blocks, committed) = node.store.counts().unwrap_or_default();
+    let (digest, applied) = node.store.state_digest().unwrap_or_default();
     Json(json!({
         "api": {"v1": api_v1_links(&node)},
         "docs": "README.md",
@@ -127,7 +128,9 @@ async fn root(State(node): AppState) -> Json<Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "public_key": node.key.public_b58,
         "keyring": node.config.keyring,
-        "engine": node.config.database.backend,
+        "engine": node.engine.name(),
+        "partitions": node.engine.partitions(),
+        "state": {"applied_height": applied, "digest": digest},
         "stats": {
             "backlog": backlog, "blocks": blocks, "committed": committed, "in_flight": node.inflight_len(),
             "since_start": {

@@ -70,14 +70,42 @@ impl std::fmt::Debug for KeypairConfig {
     }
 }
 
-/// Storage settings.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// Engine and local storage settings.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Database {
-    /// `embedded` (the only engine of a single machine).
+    /// `embedded` (one machine, no external service) or `jetstream` (a federation whose
+    /// streams live in a NATS JetStream cluster).
     pub backend: String,
-    /// Directory of the embedded database.
+    /// Directory of the local store (all data with `embedded`; a rebuildable copy of the
+    /// streams plus local state with `jetstream`).
     pub path: PathBuf,
+    /// jetstream: client URLs of the nats-servers, this node's own first.
+    pub servers: Vec<String>,
+    /// jetstream: engine user (the nats-server `authorization` user).
+    pub user: String,
+    /// jetstream: engine password (kept in this 0600 file; never printed).
+    pub password: String,
+    /// jetstream: replicas of every stream, capped by the number of servers.
+    pub replicas: usize,
+    /// jetstream: backlog partitions to create when the engine has none (0: one per node).
+    pub shards: u32,
+    /// jetstream: seconds to wait for the engine at start before giving up.
+    pub connect_timeout_secs: u64,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("backend", &self.backend)
+            .field("path", &self.path)
+            .field("servers", &self.servers)
+            .field("user", &self.user)
+            .field("password", &"<hidden>")
+            .field("replicas", &self.replicas)
+            .field("shards", &self.shards)
+            .finish()
+    }
 }
 
 /// Block builder settings.
@@ -118,7 +146,16 @@ impl Default for WsServer {
 }
 impl Default for Database {
     fn default() -> Self {
-        Database { backend: "embedded".into(), path: home().join(".cairn").join("data") }
+        Database {
+            backend: "embedded".into(),
+            path: home().join(".cairn").join("data"),
+            servers: Vec::new(),
+            user: String::new(),
+            password: String::new(),
+            replicas: 3,
+            shards: 0,
+            connect_timeout_secs: 30,
+        }
     }
 }
 impl Default for BlockConfig {
@@ -183,6 +220,12 @@ impl Config {
         }
         if let Some(v) = get("CAIRN_DATABASE_BACKEND") { self.database.backend = v }
         if let Some(v) = get("CAIRN_DATABASE_PATH") { self.database.path = PathBuf::from(v) }
+        if let Some(v) = get("CAIRN_DATABASE_SERVERS") {
+            self.database.servers = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+        }
+        if let Some(v) = get("CAIRN_DATABASE_USER") { self.database.user = v }
+        if let Some(v) = get("CAIRN_DATABASE_PASSWORD") { self.database.password = v }
+        if let Some(v) = get("CAIRN_DATABASE_REPLICAS") { self.database.replicas = parse("CAIRN_DATABASE_REPLICAS", v)? }
         if let Some(v) = get("CAIRN_BLOCK_MAX_TXS") { self.block.max_txs = parse("CAIRN_BLOCK_MAX_TXS", v)? }
         if let Some(v) = get("CAIRN_BLOCK_TIMEOUT_MS") { self.block.timeout_ms = parse("CAIRN_BLOCK_TIMEOUT_MS", v)? }
         if let Some(v) = get("CAIRN_STATSD_HOST") { self.statsd.host = v }
@@ -207,8 +250,14 @@ impl Config {
                 bail!("keyring entry {k:?} is not a base58 public key");
             }
         }
-        if self.database.backend != "embedded" {
-            bail!("database.backend {:?} is not available in this build: use \"embedded\"", self.database.backend);
+        match self.database.backend.as_str() {
+            "embedded" => {}
+            "jetstream" => {
+                if self.database.servers.is_empty() {
+                    bail!("database.backend is \"jetstream\" but database.servers is empty: list the nats-server client URLs, this node's own first (CAIRN_DATABASE_SERVERS=nats://127.0.0.1:4222,...)");
+                }
+            }
+            other => bail!("database.backend {other:?} is unknown: use \"embedded\" (one machine) or \"jetstream\" (a federation on NATS JetStream)"),
         }
         if self.block.max_txs == 0 || self.block.max_txs > 10_000 {
             bail!("block.max_txs must be between 1 and 10000, got {}", self.block.max_txs);
@@ -224,6 +273,9 @@ impl Config {
         let mut c = self.clone();
         if !c.keypair.private.is_empty() {
             c.keypair.private = "<hidden: stored in the config file>".into();
+        }
+        if !c.database.password.is_empty() {
+            c.database.password = "<hidden: stored in the config file>".into();
         }
         toml::to_string_pretty(&c).expect("config serializes")
     }
@@ -269,7 +321,10 @@ mod tests {
         assert!(toml::from_str::<Config>("[server]\nbnd = \"x\"\n").is_err());
         let mut c = Config::default();
         c.keypair.private = "SECRET".into();
+        c.database.password = "ENGINEPW".into();
         assert!(!c.redacted_toml().contains("SECRET"));
+        assert!(!c.redacted_toml().contains("ENGINEPW"));
+        assert!(!format!("{c:?}").contains("ENGINEPW"));
         assert!(!format!("{c:?}").contains("SECRET"));
     }
 }

@@ -10,6 +10,8 @@ pub mod tx;
 pub mod validation;
 pub mod block;
 pub mod store;
+pub mod engine;
+pub mod devcluster;
 pub mod config;
 pub mod node;
 pub mod api;

@@ -43,6 +43,40 @@ enum Cmd {
     },
     /// Run the node: HTTP API, websocket stream and the block/vote pipeline
     Start(StartArgs),
+    /// jetstream: change the replica count of every Cairn stream (capped by the number of
+    /// servers in database.servers); the engine moves the data while nodes keep running
+    SetReplicas {
+        /// Replicas per stream (3 tolerates one failed server)
+        replicas: usize,
+    },
+    /// jetstream: create backlog partitions up to N (never fewer: partitions hold data);
+    /// restart every node afterwards so they all write to and build from the new partitions
+    SetShards {
+        /// Number of backlog partitions
+        shards: u32,
+    },
+    /// Start a federation on loopback: N nats-servers (JetStream cluster, authenticated) and
+    /// N nodes, each with its own config, data and logs under --dir; Ctrl-C stops everything
+    DevCluster(DevClusterArgs),
+}
+
+#[derive(clap::Args)]
+struct DevClusterArgs {
+    /// Number of nodes (each with its own nats-server)
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
+    nodes: u16,
+    /// Working directory for configs, data and logs (kept after exit, for inspection)
+    #[arg(long, default_value = "dev-cluster")]
+    dir: PathBuf,
+    /// Node i listens on BASE+10i (API), +1 (websocket), +2 (nats client), +3 (nats cluster)
+    #[arg(long, default_value_t = 9984)]
+    base_port: u16,
+    /// Start from empty data directories (deletes --dir first)
+    #[arg(long)]
+    fresh: bool,
+    /// nats-server binary [default: $CAIRN_NATS_SERVER, PATH, ./.venv/bin/nats-server]
+    #[arg(long)]
+    nats_server: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -114,7 +148,8 @@ async fn start(mut cfg: Config, args: StartArgs) -> Result<()> {
         .with_context(|| format!("cannot listen on {} for the HTTP API: is another node running? pick another address with --bind", cfg.server.bind))?;
     let ws_listener = tokio::net::TcpListener::bind(&cfg.wsserver.bind).await
         .with_context(|| format!("cannot listen on {} for the websocket stream: pick another address with --ws-bind", cfg.wsserver.bind))?;
-    let node = cairn::node::Node::start(cfg, cairn::validation::Validator::new())?;
+    // Node::start blocks (the JetStream engine runs its own runtime): keep it off this one.
+    let node = tokio::task::spawn_blocking(move || cairn::node::Node::start(cfg, cairn::validation::Validator::new())).await??;
     tracing::info!(
         api = %api_listener.local_addr()?, ws = %ws_listener.local_addr()?, public_key = %node.key.public_b58,
         data = %node.config.database.path.display(), "Cairn node started"
@@ -143,6 +178,7 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     if let Err(e) = run() {
         eprintln!("error: {e:#}");
@@ -198,5 +234,63 @@ fn run() -> Result<()> {
             let cfg = Config::load(&path)?;
             tokio::runtime::Runtime::new()?.block_on(start(cfg, args))
         }
+        Cmd::SetReplicas { replicas } => {
+            let cfg = jetstream_config(&path)?;
+            let r = tokio::runtime::Runtime::new()?.block_on(cairn::engine::set_replicas(&cfg.database, replicas))?;
+            println!("Every Cairn stream now has {r} replica(s){}", if r < replicas { " (capped by the number of servers)" } else { "" });
+            Ok(())
+        }
+        Cmd::SetShards { shards } => {
+            let cfg = jetstream_config(&path)?;
+            let n = tokio::runtime::Runtime::new()?.block_on(cairn::engine::set_shards(&cfg.database, shards))?;
+            println!("The engine has {n} backlog partition(s); restart every node to use them");
+            Ok(())
+        }
+        Cmd::DevCluster(args) => dev_cluster(args),
     }
+}
+
+fn jetstream_config(path: &std::path::Path) -> Result<Config> {
+    let cfg = Config::load(path)?;
+    if cfg.database.backend != "jetstream" {
+        bail!("this command changes a JetStream engine, but {} uses database.backend = {:?}: set it to \"jetstream\" with database.servers", path.display(), cfg.database.backend);
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn dev_cluster(args: DevClusterArgs) -> Result<()> {
+    use cairn::devcluster::{find_nats_server, DevCluster, Spec};
+    let nats_server = match args.nats_server {
+        Some(p) => p,
+        None => find_nats_server(&[PathBuf::from(".venv/bin/nats-server")])?,
+    };
+    if args.fresh && args.dir.exists() {
+        std::fs::remove_dir_all(&args.dir).with_context(|| format!("deleting {}", args.dir.display()))?;
+    }
+    if args.dir.join("node0").exists() {
+        bail!("{} holds an earlier dev cluster: pass --fresh to delete it, or pick another --dir", args.dir.display());
+    }
+    let n = args.nodes as usize;
+    if args.base_port as usize + 10 * n > u16::MAX as usize {
+        bail!("--base-port {} leaves no room for {n} nodes (10 ports each)", args.base_port);
+    }
+    eprintln!("starting {n} nats-server(s) and {n} node(s) under {} ...", args.dir.display());
+    let spec = Spec { nodes: n, dir: args.dir, cairn: std::env::current_exe()?, nats_server, base_port: Some(args.base_port), env: vec![] };
+    let cluster = DevCluster::start(spec)?;
+    println!("Federation of {n} running (engine: NATS JetStream, replicas {}):", n.min(3));
+    for i in 0..n {
+        let p = cluster.ports[i];
+        println!("  node {i}: {}  ws://127.0.0.1:{}  nats://127.0.0.1:{}  {}", cluster.api(i), p.ws, p.nats, cluster.member_dir(i).display());
+    }
+    println!("Logs: <dir>/nodeN/node.log and nats.log. Press Ctrl-C to stop everything.");
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
+        anyhow::Ok(())
+    })?;
+    eprintln!("stopping nodes and servers ...");
+    drop(cluster);
+    eprintln!("stopped");
+    Ok(())
 }

@@ -1,13 +1,21 @@
-//! A running node: the ingest path and the three pipeline threads of DESIGN.md, here over the
-//! embedded engine (a federation of one, or of several once the keyring is filled).
+//! A running node: the ingest path and the three pipeline threads of DESIGN.md, over either
+//! engine (`engine.rs`).
 //!
-//! ingest (HTTP) ─► backlog writer (group commit, durable) ─► block builder (≤ max_txs or
-//! timeout, signed header) ─► consensus (validate block, vote, tally, apply in block order).
-//! Every cursor lives in the store, so a restart resumes where the last durable write left off.
+//! ingest (HTTP) ─► backlog writer (group commit, durable in the engine) ─► block builder
+//! (per partition: ≤ max_txs or timeout, signed header) ─► consensus (validate block, vote,
+//! tally, apply in block order). The pipeline reads the local store only; with JetStream the
+//! followers fill it from the streams. Every cursor lives in the store, so a restart resumes
+//! where the last durable write left off.
+//!
+//! Partitions: with `n` nodes (sorted keyring + self) partition `p` is built by node
+//! `p mod n`. If a partition holds unbuilt transactions and nothing was built from it for
+//! `backlog_reassign_delay` seconds, the next node in that order takes over, then the one
+//! after, and so on: every node computes the same successor.
 
 use crate::block::{self, Block, BlockBody, Decision, Vote, VoteBody};
 use crate::config::Config;
 use crate::crypto::Keypair;
+use crate::engine::{Embedded, Engine, JetStream};
 use crate::store::{cursor, Store};
 use crate::tx::{Transaction, TxError};
 use crate::validation::{Overlay, Validator};
@@ -16,7 +24,7 @@ use dashmap::DashMap;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// A wake-up flag between threads (set by producers, cleared by the waiting consumer).
@@ -101,6 +109,7 @@ fn sig_verifier(mut rx: mpsc::Receiver<VerifyJob>) {
 }
 
 struct Pending {
+    partition: u32,
     id: String,
     body: Vec<u8>,
     ack: oneshot::Sender<Result<(), String>>,
@@ -123,8 +132,14 @@ pub struct Node {
     pub config: Config,
     /// This node's keypair.
     pub key: Keypair,
-    /// Engine streams and local state.
+    /// Local copy of the engine streams, and local state.
     pub store: Arc<Store>,
+    /// Where the shared streams live.
+    pub engine: Arc<dyn Engine>,
+    /// The keyring plus this node, sorted: who votes, and who owns which partition.
+    pub federation: Vec<String>,
+    /// Partitions this node appends accepted transactions to.
+    write_partitions: Vec<u32>,
     /// Validation rules.
     pub validator: Validator,
     /// Counters.
@@ -137,18 +152,34 @@ pub struct Node {
     backlog_q: Mutex<Option<mpsc::Sender<Pending>>>,
     events: broadcast::Sender<Arc<str>>,
     waiters: DashMap<String, Vec<oneshot::Sender<Decision>>>,
-    new_backlog: Signal,
-    new_block: Signal,
+    new_backlog: Arc<Signal>,
+    new_block: Arc<Signal>,
+    caught_up: AtomicBool,
     stop: AtomicBool,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl Node {
-    /// Opens the store and starts the pipeline threads.
+    /// Opens the store and the engine, starts the pipeline threads, and returns once the
+    /// local state has caught up with the engine (so reads are current).
     pub fn start(config: Config, validator: Validator) -> Result<Arc<Node>> {
         config.validate()?;
         let key = Keypair::from_private_b58(&config.keypair.private).context("keypair.private")?;
         let store = Arc::new(Store::open(&Store::path_in(&config.database.path))?);
+        let federation = federation_of(&config, &key);
+        let (new_backlog, new_block) = (Arc::new(Signal::default()), Arc::new(Signal::default()));
+        let engine: Arc<dyn Engine> = match config.database.backend.as_str() {
+            "jetstream" => {
+                let (b, k) = (new_backlog.clone(), new_block.clone());
+                let on_change = Arc::new(move || {
+                    b.notify();
+                    k.notify();
+                });
+                Arc::new(JetStream::open(&config.database, federation.len() as u32, store.clone(), on_change)?)
+            }
+            _ => Arc::new(Embedded::new(store.clone())),
+        };
+        let write_partitions = write_partitions(&federation, &key.public_b58, engine.partitions());
         let (tx, rx) = mpsc::channel(65_536);
         let (verify_q, verify_rx) = mpsc::channel(65_536);
         let (events, _) = broadcast::channel(16_384);
@@ -156,6 +187,9 @@ impl Node {
             config,
             key,
             store,
+            engine,
+            federation,
+            write_partitions,
             validator,
             stats: Stats::default(),
             inflight: Mutex::new(Overlay::default()),
@@ -164,8 +198,9 @@ impl Node {
             backlog_q: Mutex::new(Some(tx)),
             events,
             waiters: DashMap::new(),
-            new_backlog: Signal::default(),
-            new_block: Signal::default(),
+            new_backlog,
+            new_block,
+            caught_up: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
         });
@@ -183,6 +218,15 @@ impl Node {
         let verifier = std::thread::Builder::new().name("sig-verifier".into()).spawn(move || sig_verifier(verify_rx))?;
         node.threads.lock().expect("threads lock").extend([writer, builder, consensus]);
         drop(verifier); // ends by itself when the node (the job sender) is dropped
+        let started = Instant::now();
+        while !node.caught_up.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(10));
+            if started.elapsed() > Duration::from_secs(5) && started.elapsed().as_millis() % 5000 < 10 {
+                let (_, applied) = node.store.state_digest()?;
+                tracing::info!(applied, "replaying blocks before serving reads");
+            }
+        }
+        tracing::info!(engine = node.engine.name(), partitions = node.engine.partitions(), writes_to = ?node.write_partitions, "pipeline ready");
         Ok(node)
     }
 
@@ -199,14 +243,12 @@ impl Node {
         }
     }
 
-    /// The federation: keyring plus this node, sorted.
-    pub fn federation(&self) -> Vec<String> {
-        let mut f: Vec<String> = self.config.keyring.clone();
-        if !f.contains(&self.key.public_b58) {
-            f.push(self.key.public_b58.clone());
-        }
-        f.sort();
-        f
+    /// Who builds partition `p` when nothing was built from it for `stalled`: its owner,
+    /// then each next node in federation order per `backlog_reassign_delay` of silence.
+    fn builder_of(&self, p: u32, stalled: Duration) -> &str {
+        let n = self.federation.len();
+        let k = (stalled.as_secs() / self.config.backlog_reassign_delay.max(1)) as usize;
+        &self.federation[(p as usize + k) % n]
     }
 
     /// A receiver of valid-transaction events (JSON text), for the websocket stream.
@@ -247,8 +289,9 @@ impl Node {
         let (ack, acked) = oneshot::channel();
         let sender = self.backlog_q.lock().expect("queue lock").clone();
         let canonical = tx.canonical();
+        let partition = self.write_partitions[usize::from(tx.id.as_bytes()[0]) % self.write_partitions.len()];
         let sent = match sender {
-            Some(q) => q.send(Pending { id: tx.id.clone(), body: canonical.clone().into_bytes(), ack }).await.is_ok(),
+            Some(q) => q.send(Pending { partition, id: tx.id.clone(), body: canonical.clone().into_bytes(), ack }).await.is_ok(),
             None => false,
         };
         let result = if sent { acked.await.unwrap_or_else(|_| Err("backlog writer stopped".into())) } else { Err("node is shutting down".into()) };
@@ -275,24 +318,34 @@ impl Node {
         }
     }
 
-    /// Accepted transactions not yet decided are in-flight again after a restart.
+    /// Accepted transactions not yet decided are in-flight again after a restart: those in
+    /// undecided blocks and those not yet in a block.
     fn rebuild_inflight(&self) -> Result<()> {
-        let applied = self.store.cursor(cursor::APPLIED)?;
-        let from = match self.store.block(applied)? {
-            Some(b) => b.block.range[0],
-            None => self.store.cursor(cursor::BUILT_UPTO)?,
-        };
+        let store = &self.store;
         let mut inflight = self.inflight.lock().expect("inflight lock");
-        let mut next = from;
-        loop {
-            let batch = self.store.backlog_from(next, 10_000)?;
-            let Some(last) = batch.last() else { break };
-            next = last.0 + 1;
-            for (_, id, body) in batch {
-                if self.store.committed_height(&id)?.is_none() && !self.store.is_dropped(&id)? {
-                    if let Ok(tx) = Transaction::parse(&body) {
-                        inflight.add(&tx);
-                    }
+        let mut add = |id: &str, body: &[u8]| -> Result<()> {
+            if store.committed_height(id)?.is_none() && !store.is_dropped(id)? {
+                if let Ok(tx) = Transaction::parse(body) {
+                    inflight.add(&tx);
+                }
+            }
+            Ok(())
+        };
+        for h in store.cursor(cursor::APPLIED)?..store.cursor(cursor::BLOCK_NEXT)? {
+            for id in store.block(h)?.map(|b| b.block.transactions).unwrap_or_default() {
+                if let Some(body) = store.tx_body(&id)? {
+                    add(&id, &body)?;
+                }
+            }
+        }
+        for p in 0..self.engine.partitions() {
+            let mut next = store.partition_cursor(cursor::BUILT_UPTO, p)?;
+            loop {
+                let batch = store.backlog_from(p, next, 10_000)?;
+                let Some(last) = batch.last() else { break };
+                next = last.0 + 1;
+                for (_, id, body) in batch {
+                    add(&id, &body)?;
                 }
             }
         }
@@ -309,6 +362,30 @@ impl Node {
                 let _ = w.send(d);
             }
         }
+    }
+}
+
+/// The keyring plus this node, sorted (every node computes the same list).
+fn federation_of(config: &Config, key: &Keypair) -> Vec<String> {
+    let mut f: Vec<String> = config.keyring.clone();
+    if !f.contains(&key.public_b58) {
+        f.push(key.public_b58.clone());
+    }
+    f.sort();
+    f.dedup();
+    f
+}
+
+/// The partitions node `me` appends to: those it owns (`p mod n` = its index), or, when
+/// there are fewer partitions than nodes, one shared with others.
+fn write_partitions(federation: &[String], me: &str, partitions: u32) -> Vec<u32> {
+    let n = federation.len();
+    let i = federation.iter().position(|k| k == me).unwrap_or(0);
+    let mine: Vec<u32> = (0..partitions).filter(|p| *p as usize % n == i).collect();
+    if mine.is_empty() {
+        vec![(i % partitions as usize) as u32]
+    } else {
+        mine
     }
 }
 
@@ -333,13 +410,20 @@ fn backlog_writer(node: Arc<Node>, mut rx: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
-        let items: Vec<(String, Vec<u8>)> = batch.iter_mut().map(|p| (p.id.clone(), std::mem::take(&mut p.body))).collect();
-        let result = node.store.append_backlog(&items).map(|_| ()).map_err(|e| {
-            tracing::error!("backlog append failed: {e:#}");
-            format!("the engine could not store the transaction: {e:#}; retry later")
-        });
+        let mut by_partition: BTreeMap<u32, Vec<(String, Vec<u8>)>> = BTreeMap::new();
+        for p in batch.iter_mut() {
+            by_partition.entry(p.partition).or_default().push((p.id.clone(), std::mem::take(&mut p.body)));
+        }
+        let mut results = BTreeMap::new();
+        for (partition, items) in by_partition {
+            let result = node.engine.append_backlog(partition, &items, false).map_err(|e| {
+                tracing::error!("backlog append failed: {e:#}");
+                format!("the engine could not store the transaction: {e:#}")
+            });
+            results.insert(partition, result);
+        }
         for p in batch {
-            let _ = p.ack.send(result.clone());
+            let _ = p.ack.send(results[&p.partition].clone());
         }
         node.new_backlog.notify();
     }
@@ -347,48 +431,83 @@ fn backlog_writer(node: Arc<Node>, mut rx: mpsc::Receiver<Pending>) {
 
 fn block_builder(node: &Arc<Node>) -> Result<()> {
     let store = &node.store;
-    let max = node.config.block.max_txs;
-    let timeout = Duration::from_millis(node.config.block.timeout_ms);
-    let mut next = store.cursor(cursor::BUILT_UPTO)?;
+    let partitions = node.engine.partitions();
+    // Per partition: next backlog sequence to build from, and since when the builder cursor
+    // has not moved while transactions waited (for the takeover of a silent owner).
+    let mut next = vec![0u64; partitions as usize];
+    let mut stalled: Vec<(u64, Instant)> = vec![(u64::MAX, Instant::now()); partitions as usize];
+    let my_index = node.federation.iter().position(|k| *k == node.key.public_b58).unwrap_or(0);
+    let mut taken_over = vec![false; partitions as usize];
     while !node.stop.load(Ordering::SeqCst) {
-        let mut entries = store.backlog_from(next, max)?;
-        if entries.is_empty() {
-            node.new_backlog.wait(Duration::from_millis(500));
-            continue;
-        }
-        if entries.len() < max {
-            std::thread::sleep(timeout); // let the batch fill up
-            entries = store.backlog_from(next, max)?;
-        }
-        let first = entries[0].0;
-        let last = entries.last().expect("non-empty").0;
-        let mut ids = Vec::with_capacity(entries.len());
-        let mut seen = HashSet::with_capacity(entries.len());
-        for (_, id, _) in entries {
-            if store.committed_height(&id)?.is_none() && seen.insert(id.clone()) {
-                ids.push(id);
+        let mut built_any = false;
+        for p in 0..partitions {
+            let i = p as usize;
+            let built = store.partition_cursor(cursor::BUILT_UPTO, p)?;
+            next[i] = next[i].max(built);
+            if store.partition_cursor(cursor::BACKLOG_NEXT, p)? <= next[i] || stalled[i].0 != built {
+                stalled[i] = (built, Instant::now());
             }
+            if node.engine.shared() {
+                let builder = node.builder_of(p, stalled[i].1.elapsed());
+                if builder != node.key.public_b58 {
+                    continue;
+                }
+                let takeover = i % node.federation.len() != my_index;
+                if takeover && !taken_over[i] {
+                    tracing::warn!(partition = p, silent_secs = stalled[i].1.elapsed().as_secs(), "taking over a silent partition");
+                }
+                taken_over[i] = takeover;
+            }
+            built_any |= build_block(node, p, &mut next[i])?;
         }
-        if ids.is_empty() {
-            store.skip_backlog(last + 1)?;
-        } else {
-            let body = BlockBody {
-                timestamp: block::timestamp(),
-                transactions: ids,
-                node_pubkey: node.key.public_b58.clone(),
-                voters: node.federation(),
-                partition: 0,
-                range: [first, last],
-            };
-            let b = Block::new(&node.key, body);
-            let h = store.append_block(&b, last + 1)?;
-            node.stats.blocks_built.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(height = h, txs = b.block.transactions.len(), "block built");
-            node.new_block.notify();
+        if !built_any {
+            node.new_backlog.wait(Duration::from_millis(200));
         }
-        next = last + 1;
     }
     Ok(())
+}
+
+/// Builds one block from partition `p` starting at `*next` (waiting `block.timeout_ms` for
+/// a non-full batch to fill); returns false if the partition had nothing new.
+fn build_block(node: &Node, p: u32, next: &mut u64) -> Result<bool> {
+    let store = &node.store;
+    let max = node.config.block.max_txs;
+    let mut entries = store.backlog_from(p, *next, max)?;
+    if entries.is_empty() {
+        return Ok(false);
+    }
+    if entries.len() < max {
+        std::thread::sleep(Duration::from_millis(node.config.block.timeout_ms)); // let the batch fill up
+        entries = store.backlog_from(p, *next, max)?;
+    }
+    let first = entries[0].0;
+    let last = entries.last().expect("non-empty").0;
+    let mut ids = Vec::with_capacity(entries.len());
+    let mut seen = HashSet::with_capacity(entries.len());
+    for (_, id, _) in entries {
+        if store.committed_height(&id)?.is_none() && seen.insert(id.clone()) {
+            ids.push(id);
+        }
+    }
+    if ids.is_empty() {
+        store.skip_backlog(p, last + 1)?;
+    } else {
+        let body = BlockBody {
+            timestamp: block::timestamp(),
+            transactions: ids,
+            node_pubkey: node.key.public_b58.clone(),
+            voters: node.federation.clone(),
+            partition: p,
+            range: [first, last],
+        };
+        let b = Block::new(&node.key, body);
+        node.engine.append_block(&b)?;
+        node.stats.blocks_built.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(partition = p, txs = b.block.transactions.len(), "block built");
+        node.new_block.notify();
+    }
+    *next = last + 1;
+    Ok(true)
 }
 
 struct PendingBlock {
@@ -397,37 +516,59 @@ struct PendingBlock {
     valid: Vec<bool>,
 }
 
+/// A block's transactions, its per-transaction verdicts and the reason it is invalid.
 type Validated = (Vec<Arc<Transaction>>, Vec<bool>, Option<String>);
 
-fn load_and_validate(node: &Node, b: &Block, overlay: &Overlay) -> Result<Validated> {
-    let federation = node.federation();
-    if !b.verify() {
-        return Ok((vec![], vec![], Some("block id or signature does not verify".into())));
-    }
-    if !federation.contains(&b.block.node_pubkey) {
-        return Ok((vec![], vec![], Some(format!("block creator {} is not in the keyring", b.block.node_pubkey))));
+/// The parsed transactions of a block: this node's verified objects when it has them, else
+/// the bodies from the (local copy of the) backlog. `Ok(None)`: bodies not here yet.
+fn load_txs(node: &Node, b: &Block) -> Result<Option<(Vec<Arc<Transaction>>, HashSet<String>)>> {
+    if node.store.partition_cursor(cursor::BACKLOG_NEXT, b.block.partition)? <= b.block.range[1] {
+        return Ok(None);
     }
     let mut txs = Vec::with_capacity(b.block.transactions.len());
     let mut in_memory = HashSet::new();
     for id in &b.block.transactions {
         if let Some(tx) = node.pending.get(id) {
-            in_memory.insert(id.as_str());
+            in_memory.insert(id.clone());
             txs.push(tx.clone());
             continue;
         }
         let body = node.store.tx_body(id)?.with_context(|| format!("body of transaction {id} missing from the backlog"))?;
         match Transaction::parse(&body) {
             Ok(tx) if tx.id == *id => txs.push(Arc::new(tx)),
-            _ => return Ok((vec![], vec![], Some(format!("transaction {id} in the backlog does not parse")))),
+            _ => anyhow::bail!("transaction {id} in the backlog does not parse"),
         }
     }
+    Ok(Some((txs, in_memory)))
+}
+
+/// Validates a block on top of committed state and `overlay`. `Ok(None)`: its transaction
+/// bodies have not reached this node yet.
+fn load_and_validate(node: &Node, b: &Block, overlay: &Overlay) -> Result<Option<Validated>> {
+    let reject = |why: String| Ok(Some((vec![], vec![], Some(why))));
+    if !b.verify() {
+        return reject("block id or signature does not verify".into());
+    }
+    if !node.federation.contains(&b.block.node_pubkey) {
+        return reject(format!("block creator {} is not in the keyring", b.block.node_pubkey));
+    }
+    if b.block.partition >= node.engine.partitions() || b.block.range[0] > b.block.range[1] {
+        return reject(format!("block names partition {} range {:?}, which this node does not have (restart nodes after set-shards)", b.block.partition, b.block.range));
+    }
+    let (txs, in_memory) = match load_txs(node, b) {
+        Ok(Some(loaded)) => loaded,
+        Ok(None) => return Ok(None),
+        Err(e) => return reject(format!("{e:#}")),
+    };
     let results = node.validator.validate_block_with(&txs, &*node.store, overlay, &|id| in_memory.contains(id));
     let reason = results.iter().find_map(|r| r.as_ref().err()).map(|e| format!("{}: {e}", e.class()));
-    Ok((txs, results.iter().map(Result::is_ok).collect(), reason))
+    let reason = reason.or_else(|| txs.is_empty().then(|| "block holds no transactions".to_string()));
+    Ok(Some((txs, results.iter().map(Result::is_ok).collect(), reason)))
 }
 
 fn consensus(node: &Arc<Node>) -> Result<()> {
     let store = &node.store;
+    let me = node.key.public_b58.clone();
     let mut applied = store.cursor(cursor::APPLIED)?;
     let mut voted = store.cursor(cursor::VOTED)?.max(applied);
     let mut pending: BTreeMap<u64, PendingBlock> = BTreeMap::new();
@@ -436,7 +577,7 @@ fn consensus(node: &Arc<Node>) -> Result<()> {
     // Blocks voted on but undecided before a restart: reload them (their votes are stored).
     for h in applied..voted {
         let Some(b) = store.block(h)? else { break };
-        let (txs, valid, _) = load_and_validate(node, &b, &overlay)?;
+        let Some((txs, valid, _)) = wait_for(node, || load_and_validate(node, &b, &overlay))? else { return Ok(()) };
         txs.iter().zip(&valid).filter(|(_, v)| **v).for_each(|(t, _)| overlay.add(t));
         pending.insert(h, PendingBlock { block: b, txs, valid });
     }
@@ -447,35 +588,46 @@ fn consensus(node: &Arc<Node>) -> Result<()> {
     while !node.stop.load(Ordering::SeqCst) {
         let mut progressed = false;
         if let Some(b) = store.block(voted)? {
-            let (txs, valid, reason) = load_and_validate(node, &b, &overlay)?;
-            let is_valid = reason.is_none() && !txs.is_empty();
-            let vote = Vote::new(
-                &node.key,
-                VoteBody {
-                    voting_for_block: b.id.clone(),
-                    previous_block: previous.clone(),
-                    is_block_valid: is_valid,
-                    invalid_reason: reason,
-                    timestamp: block::timestamp(),
-                },
-            );
-            store.append_vote(voted, &vote, Some(voted + 1))?;
-            txs.iter().zip(&valid).filter(|(_, v)| **v).for_each(|(t, _)| overlay.add(t));
-            previous = b.id.clone();
-            pending.insert(voted, PendingBlock { block: b, txs, valid });
-            voted += 1;
-            progressed = true;
+            if let Some((txs, valid, reason)) = load_and_validate(node, &b, &overlay)? {
+                let is_valid = reason.is_none();
+                // A node rebuilt from the streams finds its own earlier vote there: keep it.
+                let voted_before = store.votes(voted)?.iter().any(|v| v.node_pubkey == me && v.vote.voting_for_block == b.id);
+                if !voted_before {
+                    let vote = Vote::new(
+                        &node.key,
+                        VoteBody {
+                            voting_for_block: b.id.clone(),
+                            previous_block: previous.clone(),
+                            is_block_valid: is_valid,
+                            invalid_reason: reason,
+                            timestamp: block::timestamp(),
+                        },
+                    );
+                    node.engine.append_vote(voted, &vote)?;
+                }
+                store.set_cursor(cursor::VOTED, voted + 1)?;
+                txs.iter().zip(&valid).filter(|(_, v)| **v).for_each(|(t, _)| overlay.add(t));
+                previous = b.id.clone();
+                pending.insert(voted, PendingBlock { block: b, txs, valid });
+                voted += 1;
+                progressed = true;
+            }
         }
         // Apply decisions strictly in block order.
         while let Some(p) = pending.get(&applied) {
             let votes = store.votes(applied)?;
-            let d = block::tally(&p.block, &votes, &node.federation());
+            let d = block::tally(&p.block, &votes, &node.federation);
             if d == Decision::Undecided {
                 break;
             }
-            let p = pending.remove(&applied).expect("present");
+            let mut p = pending.remove(&applied).expect("present");
             p.txs.iter().for_each(|t| overlay.remove(t));
             if d == Decision::Valid {
+                if p.txs.len() != p.block.block.transactions.len() {
+                    // The majority accepted a block this node rejected before reading it.
+                    let Some((txs, _)) = wait_for(node, || load_txs(node, &p.block))? else { return Ok(()) };
+                    p.txs = txs;
+                }
                 store.apply(applied, Decision::Valid, &p.txs)?;
                 let mut inflight = node.inflight.lock().expect("inflight lock");
                 for t in &p.txs {
@@ -504,7 +656,7 @@ fn consensus(node: &Arc<Node>) -> Result<()> {
                 drop(inflight);
                 if !again.is_empty() {
                     tracing::warn!(height = applied, count = again.len(), "block decided invalid; requeueing its valid transactions once");
-                    store.requeue(&again)?;
+                    node.engine.append_backlog(p.block.block.partition, &again, true)?;
                     node.new_backlog.notify();
                 }
             }
@@ -512,8 +664,20 @@ fn consensus(node: &Arc<Node>) -> Result<()> {
             progressed = true;
         }
         if !progressed {
+            node.caught_up.store(true, Ordering::Release);
             node.new_block.wait(Duration::from_millis(200));
         }
     }
     Ok(())
+}
+
+/// Retries `f` while it answers `None` (data not here yet); `None` if the node stops first.
+fn wait_for<T>(node: &Node, mut f: impl FnMut() -> Result<Option<T>>) -> Result<Option<T>> {
+    while !node.stop.load(Ordering::SeqCst) {
+        if let Some(v) = f()? {
+            return Ok(Some(v));
+        }
+        node.new_backlog.wait(Duration::from_millis(100));
+    }
+    Ok(None)
 }

@@ -1,9 +1,11 @@
 //! The embedded engine and local state, in one fjall (LSM) database.
 //!
-//! Engine streams (what a JetStream cluster holds in a federation): `backlog` (tx bodies by
-//! sequence number, written once, durable before the HTTP 202), `blocks` (signed headers by
-//! height) and `votes`. Local state (rebuildable from the streams): committed transactions,
-//! outputs, spends, per-key and per-asset indexes, and word indexes for asset/metadata search.
+//! Engine streams: `backlog` (tx bodies by partition and sequence number), `blocks` (signed
+//! headers by height) and `votes`. With the embedded engine these keyspaces *are* the engine
+//! (the backlog is fsynced before the HTTP 202); with JetStream they are a local copy written
+//! by the stream followers, in stream order (`engine.rs`). Local state (rebuilt from the
+//! streams): committed transactions, outputs, spends, per-key and per-asset indexes, word
+//! indexes for asset/metadata search, and a running digest of every decision applied.
 //!
 //! Why an LSM: every committed transaction writes ~8 index entries under random keys (hashes,
 //! public keys). A copy-on-write B-tree (redb, tried first) rewrote thousands of pages per
@@ -20,15 +22,16 @@ use crate::validation::{LedgerView, OutputInfo};
 use anyhow::{Context, Result};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use serde_json::Value;
+use sha3::Digest;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// Cursor names in the `meta` keyspace.
 pub mod cursor {
-    /// Next backlog sequence number to assign.
+    /// Per partition (`backlog_next.<p>`): next backlog sequence number held locally.
     pub const BACKLOG_NEXT: &str = "backlog_next";
-    /// Next backlog sequence number the block builder will consume.
+    /// Per partition (`built_upto.<p>`): next backlog sequence number not yet in a block.
     pub const BUILT_UPTO: &str = "built_upto";
     /// Next block height.
     pub const BLOCK_NEXT: &str = "block_next";
@@ -38,13 +41,24 @@ pub mod cursor {
     pub const APPLIED: &str = "applied";
     /// Committed transactions.
     pub const COMMITTED: &str = "committed";
+    /// Number of votes held locally (the votes stream's sequence, for its follower).
+    pub const VOTES_NEXT: &str = "votes_next";
+    /// SHA3-256 chained over every applied decision (height, verdict, tx ids).
+    pub const DIGEST: &str = "digest";
+
+    /// The name of a per-partition cursor.
+    pub fn of(name: &str, partition: u32) -> String {
+        format!("{name}.{partition}")
+    }
 }
 
 /// The database handle; share it behind an `Arc`.
 pub struct Store {
     db: Database,
-    /// `txid (64 ascii) ‖ canonical tx JSON` by sequence number: readers get ids unparsed.
+    /// `txid (64 ascii) ‖ canonical tx JSON` by `partition (be32) ‖ seq (be64)`: readers get
+    /// ids unparsed.
     backlog: Keyspace,
+    /// txid → `partition ‖ seq` of its latest backlog entry.
     tx_seq: Keyspace,
     tx_block: Keyspace,
     blocks: Keyspace,
@@ -85,6 +99,13 @@ fn decision(code: u8) -> Decision {
 
 fn be(n: u64) -> [u8; 8] {
     n.to_be_bytes()
+}
+
+fn backlog_key(partition: u32, seq: u64) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..4].copy_from_slice(&partition.to_be_bytes());
+    k[4..].copy_from_slice(&seq.to_be_bytes());
+    k
 }
 
 fn from_be(b: &[u8]) -> Result<u64> {
@@ -197,48 +218,55 @@ impl Store {
         }
     }
 
-    /// Appends transactions to the backlog in one fsynced batch (group commit) and returns
-    /// their sequence numbers; a tx already in the backlog keeps its number and is not
-    /// written again (dedup by id).
-    pub fn append_backlog(&self, txs: &[(String, Vec<u8>)]) -> Result<Vec<u64>> {
-        let _guard = self.backlog_lock.lock().expect("backlog lock");
-        let mut next = self.cursor(cursor::BACKLOG_NEXT)?;
-        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
-        let mut seqs = Vec::with_capacity(txs.len());
-        let mut fresh: HashMap<&str, u64> = HashMap::new();
-        for (id, body) in txs {
-            if let Some(s) = fresh.get(id.as_str()) {
-                seqs.push(*s);
-                continue;
-            }
-            if let Some(existing) = self.tx_seq.get(id)? {
-                seqs.push(from_be(&existing)?);
-                continue;
-            }
-            batch.insert(&self.backlog, be(next), record(id, body));
-            batch.insert(&self.tx_seq, id.as_str(), be(next));
-            fresh.insert(id, next);
-            seqs.push(next);
-            next += 1;
-        }
-        batch.insert(&self.meta, cursor::BACKLOG_NEXT, be(next));
-        batch.commit()?;
-        Ok(seqs)
+    /// Reads a per-partition cursor (0 when unset).
+    pub fn partition_cursor(&self, name: &str, partition: u32) -> Result<u64> {
+        self.cursor(&cursor::of(name, partition))
     }
 
-    /// Re-appends transactions of an invalid block so they get another chance (new sequence
-    /// numbers, so the block builder sees them again).
-    pub fn requeue(&self, txs: &[(String, Vec<u8>)]) -> Result<()> {
+    /// Sets a cursor (not fsynced; see the module doc).
+    pub fn set_cursor(&self, name: &str, value: u64) -> Result<()> {
+        self.meta.insert(name, be(value))?;
+        Ok(())
+    }
+
+    /// Embedded engine: appends transactions to a partition in one fsynced batch (group
+    /// commit); a tx already in the backlog is not written again (dedup by id), unless
+    /// `requeue` (the txs of an invalid block get one more pass through the block builder).
+    pub fn append_backlog(&self, partition: u32, txs: &[(String, Vec<u8>)], requeue: bool) -> Result<()> {
         let _guard = self.backlog_lock.lock().expect("backlog lock");
-        let mut next = self.cursor(cursor::BACKLOG_NEXT)?;
-        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+        let mut next = self.partition_cursor(cursor::BACKLOG_NEXT, partition)?;
+        let mut fresh = std::collections::HashSet::new();
+        let mut entries = Vec::with_capacity(txs.len());
         for (id, body) in txs {
-            batch.insert(&self.backlog, be(next), record(id, body));
-            batch.insert(&self.tx_seq, id.as_str(), be(next));
-            batch.remove(&self.tx_block, id.as_str());
+            if !requeue && (!fresh.insert(id.as_str()) || self.tx_seq.contains_key(id)?) {
+                continue;
+            }
+            entries.push((next, id.as_str(), body.as_slice()));
             next += 1;
         }
-        batch.insert(&self.meta, cursor::BACKLOG_NEXT, be(next));
+        self.insert_backlog(partition, &entries, true)
+    }
+
+    /// Writes backlog entries `(seq, txid, body)` of one partition at the given sequence
+    /// numbers and moves the partition's cursor past them. A transaction seen again (requeued
+    /// after an invalid block) points to its new entry and loses its link to that block.
+    pub fn insert_backlog(&self, partition: u32, entries: &[(u64, &str, &[u8])], durable: bool) -> Result<()> {
+        let Some(last) = entries.last() else { return Ok(()) };
+        let mut batch = self.db.batch();
+        if durable {
+            batch = batch.durability(Some(PersistMode::SyncData));
+        }
+        for (seq, id, body) in entries {
+            if let Some(h) = self.tx_block.get(id)? {
+                if self.block_status(from_be(&h)?)? == Some(Decision::Invalid) {
+                    batch.remove(&self.tx_block, *id);
+                }
+            }
+            let key = backlog_key(partition, *seq);
+            batch.insert(&self.backlog, key, record(id, body));
+            batch.insert(&self.tx_seq, *id, key);
+        }
+        batch.insert(&self.meta, cursor::of(cursor::BACKLOG_NEXT, partition), be(last.0 + 1));
         batch.commit()?;
         Ok(())
     }
@@ -248,30 +276,31 @@ impl Store {
         Ok(self.tx_seq.contains_key(txid)?)
     }
 
-    /// Up to `limit` backlog entries `(seq, txid, body)` from sequence `from` on.
-    pub fn backlog_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, String, Vec<u8>)>> {
+    /// Up to `limit` entries `(seq, txid, body)` of a partition from sequence `from` on.
+    pub fn backlog_from(&self, partition: u32, from: u64, limit: usize) -> Result<Vec<(u64, String, Vec<u8>)>> {
         let mut out = Vec::new();
-        for item in self.backlog.range(be(from)..).take(limit) {
+        for item in self.backlog.range(backlog_key(partition, from)..backlog_key(partition, u64::MAX)).take(limit) {
             let (k, v) = item.into_inner()?;
             let (id, body) = split_record(&v)?;
-            out.push((from_be(&k)?, id.to_string(), body.to_vec()));
+            out.push((from_be(&k[4..])?, id.to_string(), body.to_vec()));
         }
         Ok(out)
     }
 
     /// The current body of a transaction (latest backlog entry for its id).
     pub fn tx_body(&self, txid: &str) -> Result<Option<Vec<u8>>> {
-        let Some(seq) = self.tx_seq.get(txid)? else { return Ok(None) };
-        match self.backlog.get(seq)? {
+        let Some(key) = self.tx_seq.get(txid)? else { return Ok(None) };
+        match self.backlog.get(key)? {
             Some(v) => Ok(Some(split_record(&v)?.1.to_vec())),
             None => Ok(None),
         }
     }
 
-    /// Appends a block and moves the builder cursor past the backlog it consumed, atomically.
-    /// Only the block builder calls this, so the height needs no lock.
-    pub fn append_block(&self, block: &Block, built_upto: u64) -> Result<u64> {
-        let height = self.cursor(cursor::BLOCK_NEXT)?;
+    /// Stores a block at `height`, moves the block cursor and its partition's builder cursor
+    /// past what it consumed, atomically.
+    pub fn insert_block(&self, height: u64, block: &Block) -> Result<()> {
+        let p = block.block.partition;
+        let built = self.partition_cursor(cursor::BUILT_UPTO, p)?.max(block.block.range[1] + 1);
         let mut batch = self.db.batch();
         batch.insert(&self.blocks, be(height), crate::block::to_bytes(block));
         batch.insert(&self.block_ids, block.id.as_str(), be(height));
@@ -280,15 +309,15 @@ impl Store {
             batch.insert(&self.tx_block, id.as_str(), be(height));
         }
         batch.insert(&self.meta, cursor::BLOCK_NEXT, be(height + 1));
-        batch.insert(&self.meta, cursor::BUILT_UPTO, be(built_upto));
+        batch.insert(&self.meta, cursor::of(cursor::BUILT_UPTO, p), be(built));
         batch.commit()?;
-        Ok(height)
+        Ok(())
     }
 
-    /// Moves the builder cursor without a block (everything consumed was already committed).
-    pub fn skip_backlog(&self, built_upto: u64) -> Result<()> {
-        self.meta.insert(cursor::BUILT_UPTO, be(built_upto))?;
-        Ok(())
+    /// Moves a partition's builder cursor without a block (everything consumed was already
+    /// committed).
+    pub fn skip_backlog(&self, partition: u32, built_upto: u64) -> Result<()> {
+        self.set_cursor(&cursor::of(cursor::BUILT_UPTO, partition), built_upto)
     }
 
     /// The block at `height`.
@@ -309,15 +338,14 @@ impl Store {
         Ok(self.block_status.get(be(height))?.and_then(|v| v.first().copied()).map(decision))
     }
 
-    /// Appends a vote and, when it is this node's, moves the voted cursor.
-    pub fn append_vote(&self, height: u64, vote: &Vote, own_next: Option<u64>) -> Result<()> {
+    /// Stores a vote for the block at `height` (one per voter: a later one replaces it) and
+    /// moves the votes cursor to `next` (the votes stream's sequence after it).
+    pub fn insert_vote(&self, height: u64, vote: &Vote, next: u64) -> Result<()> {
         let mut key = be(height).to_vec();
         key.extend_from_slice(vote.node_pubkey.as_bytes());
         let mut batch = self.db.batch();
         batch.insert(&self.votes, key, crate::block::to_bytes(vote));
-        if let Some(next) = own_next {
-            batch.insert(&self.meta, cursor::VOTED, be(next));
-        }
+        batch.insert(&self.meta, cursor::VOTES_NEXT, be(next));
         batch.commit()?;
         Ok(())
     }
@@ -336,11 +364,16 @@ impl Store {
     /// one atomic batch; moves the applied cursor.
     pub fn apply<T: std::borrow::Borrow<Transaction>>(&self, height: u64, decision_: Decision, txs: &[T]) -> Result<()> {
         let mut batch = self.db.batch();
+        let mut digest = sha3::Sha3_256::new();
+        digest.update(self.meta.get(cursor::DIGEST)?.unwrap_or_default());
+        digest.update(be(height));
+        digest.update([status_code(decision_)]);
         batch.insert(&self.block_status, be(height), [status_code(decision_)]);
         if decision_ == Decision::Valid {
             let mut terms = Vec::new();
             for tx in txs {
                 let tx: &Transaction = tx.borrow();
+                digest.update(tx.id.as_bytes());
                 batch.insert(&self.valid_txs, tx.id.as_str(), be(height));
                 for (i, o) in tx.outputs.iter().enumerate() {
                     let key = OutputRef { txid: tx.id.clone(), index: i as u32 }.key();
@@ -370,6 +403,7 @@ impl Store {
             let n = self.cursor(cursor::COMMITTED)?;
             batch.insert(&self.meta, cursor::COMMITTED, be(n + txs.len() as u64));
         }
+        batch.insert(&self.meta, cursor::DIGEST, digest.finalize().to_vec());
         batch.insert(&self.meta, cursor::APPLIED, be(height + 1));
         batch.commit()?;
         Ok(())
@@ -445,9 +479,21 @@ impl Store {
         Ok(ranked.into_iter().take(limit).map(|(id, _)| id).collect())
     }
 
-    /// Backlog entries, blocks and committed transactions (for the info endpoint).
+    /// Backlog entries (all partitions), blocks and committed transactions (for the info
+    /// endpoint).
     pub fn counts(&self) -> Result<(u64, u64, u64)> {
-        Ok((self.cursor(cursor::BACKLOG_NEXT)?, self.cursor(cursor::BLOCK_NEXT)?, self.cursor(cursor::COMMITTED)?))
+        let mut backlog = 0;
+        for item in self.meta.prefix(format!("{}.", cursor::BACKLOG_NEXT)) {
+            backlog += from_be(&item.value()?)?;
+        }
+        Ok((backlog, self.cursor(cursor::BLOCK_NEXT)?, self.cursor(cursor::COMMITTED)?))
+    }
+
+    /// The state digest (hex SHA3-256 chained over every decision applied; all nodes that
+    /// applied the same heights hold the same digest) and the number of heights applied.
+    pub fn state_digest(&self) -> Result<(String, u64)> {
+        let d = self.meta.get(cursor::DIGEST)?.map(|v| hex::encode(v)).unwrap_or_else(|| "0".repeat(64));
+        Ok((d, self.cursor(cursor::APPLIED)?))
     }
 }
 

@@ -27,7 +27,7 @@ impl Ledger {
     fn commit(&mut self, txs: &[&Value]) {
         let parsed: Vec<Transaction> = txs.iter().map(|v| Transaction::from_value((*v).clone()).unwrap()).collect();
         let items: Vec<(String, Vec<u8>)> = parsed.iter().map(|t| (t.id.clone(), t.canonical().into_bytes())).collect();
-        self.store.append_backlog(&items).unwrap();
+        self.store.append_backlog(0, &items, false).unwrap();
         self.store.apply(self.height, Decision::Valid, &parsed).unwrap();
         self.height += 1;
     }

@@ -1,0 +1,439 @@
+//! The engine: where the shared streams live (DESIGN.md, "Engines").
+//!
+//! - `embedded`: the streams are keyspaces of the node's own store; a federation of one.
+//! - `jetstream`: the streams are NATS JetStream streams replicated by a nats-server cluster:
+//!   `CAIRN_BACKLOG_<p>` (one per partition, subject `cairn.backlog.<p>`), `CAIRN_BLOCKS`
+//!   (`cairn.blocks`; stream sequence − 1 = block height) and `CAIRN_VOTES`
+//!   (`cairn.votes.<height>`). Transaction and block ids are `Nats-Msg-Id`s, so retried
+//!   publishes are deduplicated by the engine. Followers copy every stream, in stream order,
+//!   into the local store; the pipeline reads only the local store, so a node restarted with an
+//!   empty disk rebuilds itself from the streams.
+//!
+//! Writers call the engine from the pipeline threads (blocking calls); the JetStream client
+//! runs on its own small tokio runtime.
+
+use crate::block::{Block, BlockBody, Vote};
+use crate::config::Database;
+use crate::store::{cursor, Store};
+use anyhow::{bail, Context as _, Result};
+use async_nats::jetstream::{self, consumer, stream};
+use async_nats::HeaderMap;
+use futures_util::{FutureExt, StreamExt};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Called after a follower wrote new stream entries to the local store.
+pub type OnChange = Arc<dyn Fn() + Send + Sync>;
+
+/// Appends to the shared streams. Implementations make the data durable (by their own rules)
+/// before returning Ok; the local store learns of it directly (embedded) or through the
+/// followers (JetStream).
+pub trait Engine: Send + Sync {
+    /// Engine name for logs and the info endpoint.
+    fn name(&self) -> &'static str;
+    /// True when other nodes share the streams: partitions have owners, and blocks and votes
+    /// also come from others.
+    fn shared(&self) -> bool;
+    /// Number of backlog partitions.
+    fn partitions(&self) -> u32;
+    /// Appends transactions `(id, canonical body)` to a backlog partition; `requeue` gives
+    /// the transactions of an invalid block their one more pass (dedup keyed apart).
+    fn append_backlog(&self, partition: u32, txs: &[(String, Vec<u8>)], requeue: bool) -> Result<()>;
+    /// Appends a block header to the `blocks` stream (which fixes its height).
+    fn append_block(&self, block: &Block) -> Result<()>;
+    /// Appends this node's vote on the block at `height`.
+    fn append_vote(&self, height: u64, vote: &Vote) -> Result<()>;
+}
+
+/// The embedded engine: the node's own store, one partition.
+pub struct Embedded {
+    store: Arc<Store>,
+}
+
+impl Embedded {
+    /// Wraps the store.
+    pub fn new(store: Arc<Store>) -> Self {
+        Embedded { store }
+    }
+}
+
+impl Engine for Embedded {
+    fn name(&self) -> &'static str {
+        "embedded"
+    }
+    fn shared(&self) -> bool {
+        false
+    }
+    fn partitions(&self) -> u32 {
+        1
+    }
+    fn append_backlog(&self, partition: u32, txs: &[(String, Vec<u8>)], requeue: bool) -> Result<()> {
+        self.store.append_backlog(partition, txs, requeue)
+    }
+    fn append_block(&self, block: &Block) -> Result<()> {
+        // Only the block builder thread appends, so reading the next height needs no lock.
+        self.store.insert_block(self.store.cursor(cursor::BLOCK_NEXT)?, block)
+    }
+    fn append_vote(&self, height: u64, vote: &Vote) -> Result<()> {
+        self.store.insert_vote(height, vote, self.store.cursor(cursor::VOTES_NEXT)? + 1)
+    }
+}
+
+const BLOCKS: &str = "CAIRN_BLOCKS";
+const VOTES: &str = "CAIRN_VOTES";
+const BACKLOG_PREFIX: &str = "CAIRN_BACKLOG_";
+
+fn backlog_stream(p: u32) -> String {
+    format!("{BACKLOG_PREFIX}{p}")
+}
+
+fn backlog_subject(p: u32) -> String {
+    format!("cairn.backlog.{p}")
+}
+
+/// A message id header (the engine drops a second publish with the same id).
+fn msg_id(id: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("Nats-Msg-Id", id);
+    h
+}
+
+/// Replicas actually used: what was asked, capped by the cluster size (the configured
+/// servers), at least one.
+pub fn effective_replicas(db: &Database) -> usize {
+    db.replicas.clamp(1, db.servers.len().max(1))
+}
+
+fn stream_config(name: String, subject: String, replicas: usize) -> stream::Config {
+    stream::Config {
+        name,
+        subjects: vec![subject],
+        num_replicas: replicas,
+        storage: stream::StorageType::File,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    }
+}
+
+fn unreachable_hint(db: &Database) -> String {
+    format!(
+        "cannot reach the NATS JetStream engine at {}: start nats-server there (for a local cluster: `cairn dev-cluster`), \
+         or fix database.servers / CAIRN_DATABASE_SERVERS and the engine credentials (database.user, database.password)",
+        db.servers.join(",")
+    )
+}
+
+/// Connects to the cluster with the configured credentials, preferring the servers in the
+/// order given (list this node's own nats-server first).
+pub async fn connect(db: &Database) -> Result<jetstream::Context> {
+    if db.servers.is_empty() {
+        bail!("database.backend is \"jetstream\" but database.servers is empty: list the nats-server client URLs (nats://host:4222)");
+    }
+    let mut opts = async_nats::ConnectOptions::new()
+        .retain_servers_order()
+        .connection_timeout(Duration::from_secs(db.connect_timeout_secs.max(1)))
+        .name("cairn");
+    if !db.user.is_empty() {
+        opts = opts.user_and_password(db.user.clone(), db.password.clone());
+    }
+    let servers: Vec<&str> = db.servers.iter().map(String::as_str).collect();
+    let client = tokio::time::timeout(Duration::from_secs(db.connect_timeout_secs.max(1)), opts.connect(servers))
+        .await
+        .map_err(|_| anyhow::anyhow!("timed out"))
+        .and_then(|r| r.map_err(anyhow::Error::from))
+        .with_context(|| unreachable_hint(db))?;
+    Ok(jetstream::new(client))
+}
+
+/// Retries `f` until JetStream answers (a cluster that just started needs a moment to elect
+/// its meta leader) or the connect timeout passes.
+async fn until_ready<T, F, Fut>(db: &Database, what: &str, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(db.connect_timeout_secs.max(1));
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!("{what}: {e:#}; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e).with_context(|| format!("{what} failed; is JetStream enabled on the servers and do they form a cluster?")),
+        }
+    }
+}
+
+/// Backlog partitions that exist in the engine (their streams are named 0..n).
+async fn existing_partitions(js: &jetstream::Context) -> Result<u32> {
+    let mut names = js.stream_names();
+    let mut n = 0;
+    while let Some(name) = names.next().await {
+        if let Some(p) = name?.strip_prefix(BACKLOG_PREFIX).and_then(|s| s.parse::<u32>().ok()) {
+            n = n.max(p + 1);
+        }
+    }
+    Ok(n)
+}
+
+/// Creates the streams that are missing: blocks, votes, and backlog partitions up to
+/// `partitions` (or keeps what exists). Returns the number of partitions.
+async fn ensure_streams(js: &jetstream::Context, db: &Database, partitions: u32) -> Result<u32> {
+    let r = effective_replicas(db);
+    js.get_or_create_stream(stream_config(BLOCKS.into(), "cairn.blocks".into(), r)).await?;
+    js.get_or_create_stream(stream_config(VOTES.into(), "cairn.votes.*".into(), r)).await?;
+    let n = existing_partitions(js).await?.max(partitions);
+    for p in 0..n {
+        js.get_or_create_stream(stream_config(backlog_stream(p), backlog_subject(p), r)).await?;
+    }
+    Ok(n)
+}
+
+/// `cairn set-replicas`: changes the replica count of every Cairn stream (capped by the
+/// cluster size); the engine moves the data.
+pub async fn set_replicas(db: &Database, replicas: usize) -> Result<usize> {
+    let js = connect(db).await?;
+    let r = replicas.clamp(1, db.servers.len().max(1));
+    let mut names = vec![BLOCKS.to_string(), VOTES.to_string()];
+    names.extend((0..existing_partitions(&js).await?).map(backlog_stream));
+    for name in names {
+        let mut s = js.get_stream(&name).await.with_context(|| format!("stream {name} is missing: start a node first, it creates the streams"))?;
+        let mut config = s.info().await?.config.clone();
+        config.num_replicas = r;
+        js.update_stream(config).await.with_context(|| format!("updating stream {name} to {r} replicas"))?;
+    }
+    Ok(r)
+}
+
+/// `cairn set-shards`: creates backlog partitions up to `n` (partitions hold data, so there
+/// are never fewer). Nodes pick the new count up when they restart.
+pub async fn set_shards(db: &Database, n: u32) -> Result<u32> {
+    let js = connect(db).await?;
+    let have = existing_partitions(&js).await?;
+    if n < have {
+        bail!("the engine already has {have} backlog partitions and they hold transactions: the count can only grow (asked for {n})");
+    }
+    ensure_streams(&js, db, n).await
+}
+
+/// The JetStream engine of one node.
+pub struct JetStream {
+    rt: tokio::runtime::Runtime,
+    js: jetstream::Context,
+    partitions: u32,
+}
+
+/// One stream copied into the local store.
+struct Follower {
+    stream: String,
+    /// Stream sequence the local copy holds up to.
+    done: Arc<AtomicU64>,
+}
+
+impl JetStream {
+    /// Connects, creates missing streams (`default_partitions` backlog partitions when there
+    /// are none yet), starts the followers and waits until the local store holds everything
+    /// the streams held at start.
+    pub fn open(db: &Database, default_partitions: u32, store: Arc<Store>, on_change: OnChange) -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("jetstream").enable_all().build()?;
+        let (js, partitions) = rt.block_on(async {
+            let js = connect(db).await?;
+            let wanted = if db.shards > 0 { db.shards } else { default_partitions.max(1) };
+            let n = until_ready(db, "creating the Cairn streams", || ensure_streams(&js, db, wanted)).await.with_context(|| unreachable_hint(db))?;
+            anyhow::Ok((js, n))
+        })?;
+        let engine = JetStream { rt, js, partitions };
+        let mut followers = Vec::new();
+        let from = |name: &str| store.cursor(name).map(|c| c + 1);
+        for p in 0..partitions {
+            let start = from(&cursor::of(cursor::BACKLOG_NEXT, p))?;
+            let s = store.clone();
+            followers.push(engine.follow(backlog_stream(p), start, on_change.clone(), move |batch| {
+                let entries: Vec<(u64, String, Vec<u8>)> = batch
+                    .iter()
+                    .filter_map(|(seq, m)| {
+                        let id = m.headers.as_ref()?.get("Nats-Msg-Id")?.as_str();
+                        let id = id.strip_prefix("requeue.").unwrap_or(id);
+                        Some((seq - 1, id.to_string(), m.payload.to_vec()))
+                    })
+                    .collect();
+                let refs: Vec<(u64, &str, &[u8])> = entries.iter().map(|(s, i, b)| (*s, i.as_str(), b.as_slice())).collect();
+                s.insert_backlog(p, &refs, false)?;
+                // A message without an id (not written by a node) still moves the cursor.
+                let last = batch.last().map(|(seq, _)| *seq).unwrap_or(0);
+                if s.partition_cursor(cursor::BACKLOG_NEXT, p)? < last {
+                    s.set_cursor(&cursor::of(cursor::BACKLOG_NEXT, p), last)?;
+                }
+                Ok(())
+            }));
+        }
+        let s = store.clone();
+        followers.push(engine.follow(BLOCKS.into(), from(cursor::BLOCK_NEXT)?, on_change.clone(), move |batch| {
+            for (seq, m) in batch {
+                let block = serde_json::from_slice::<Block>(&m.payload).unwrap_or_else(|_| {
+                    tracing::warn!(height = seq - 1, "blocks stream holds a message that is not a block; it will be voted invalid");
+                    garbage_block(*seq)
+                });
+                s.insert_block(seq - 1, &block)?;
+            }
+            Ok(())
+        }));
+        let s = store.clone();
+        followers.push(engine.follow(VOTES.into(), from(cursor::VOTES_NEXT)?, on_change, move |batch| {
+            for (seq, m) in batch {
+                let height = m.subject.rsplit('.').next().and_then(|h| h.parse::<u64>().ok());
+                match (height, serde_json::from_slice::<Vote>(&m.payload)) {
+                    (Some(h), Ok(v)) => s.insert_vote(h, &v, *seq)?,
+                    _ => {
+                        tracing::warn!(seq, "votes stream holds a message that is not a vote; ignored");
+                        s.set_cursor(cursor::VOTES_NEXT, *seq)?;
+                    }
+                }
+            }
+            Ok(())
+        }));
+        engine.catch_up(&followers)?;
+        Ok(engine)
+    }
+
+    /// Waits until every follower holds what its stream held when this was called.
+    fn catch_up(&self, followers: &[Follower]) -> Result<()> {
+        let targets: Vec<u64> = self.rt.block_on(async {
+            let mut t = Vec::new();
+            for f in followers {
+                let mut s = self.js.get_stream(&f.stream).await?;
+                t.push(s.info().await?.state.last_sequence);
+            }
+            anyhow::Ok(t)
+        })?;
+        let started = Instant::now();
+        let mut logged = Instant::now();
+        loop {
+            let behind: u64 = followers.iter().zip(&targets).map(|(f, t)| t.saturating_sub(f.done.load(Ordering::Acquire))).sum();
+            if behind == 0 {
+                if started.elapsed() > Duration::from_secs(1) {
+                    tracing::info!(secs = started.elapsed().as_secs_f64(), "local store caught up with the engine streams");
+                }
+                return Ok(());
+            }
+            if logged.elapsed() > Duration::from_secs(5) {
+                tracing::info!(behind, "catching up with the engine streams");
+                logged = Instant::now();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Copies a stream from sequence `start` into the local store, in order, in batches,
+    /// forever (reconnecting after errors).
+    fn follow(
+        &self,
+        name: String,
+        start: u64,
+        on_change: OnChange,
+        write: impl Fn(&[(u64, async_nats::Message)]) -> Result<()> + Send + Sync + 'static,
+    ) -> Follower {
+        let done = Arc::new(AtomicU64::new(start - 1));
+        let js = self.js.clone();
+        let (stream_name, progress) = (name.clone(), done.clone());
+        self.rt.spawn(async move {
+            loop {
+                let next = progress.load(Ordering::Acquire) + 1;
+                let result: Result<()> = async {
+                    let s = js.get_stream(&stream_name).await?;
+                    let c = s
+                        .create_consumer(consumer::pull::OrderedConfig {
+                            deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: next },
+                            ..Default::default()
+                        })
+                        .await?;
+                    let mut msgs = c.messages().await?;
+                    while let Some(m) = msgs.next().await {
+                        let mut batch = vec![m?];
+                        while batch.len() < 1024 {
+                            match msgs.next().now_or_never() {
+                                Some(Some(m)) => batch.push(m?),
+                                _ => break,
+                            }
+                        }
+                        let mut items = Vec::with_capacity(batch.len());
+                        for m in batch {
+                            let seq = m.info().map_err(|e| anyhow::anyhow!("{e}"))?.stream_sequence;
+                            items.push((seq, m.message));
+                        }
+                        // An ordered consumer never skips; drop what a restarted one repeats.
+                        items.retain(|(seq, _)| *seq > progress.load(Ordering::Acquire));
+                        let Some(last) = items.last().map(|(s, _)| *s) else { continue };
+                        write(&items)?;
+                        progress.store(last, Ordering::Release);
+                        on_change();
+                    }
+                    Ok(())
+                }
+                .await;
+                if let Err(e) = result {
+                    tracing::warn!("following stream {stream_name}: {e:#}; retrying in 1 s");
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        Follower { stream: name, done }
+    }
+
+    fn publish_all(&self, subject: String, items: Vec<(String, Vec<u8>)>) -> Result<()> {
+        self.rt.block_on(async {
+            let mut acks = Vec::with_capacity(items.len());
+            for (id, body) in items {
+                acks.push(self.js.publish_with_headers(subject.clone(), msg_id(&id), body.into()).await?);
+            }
+            for a in acks {
+                a.await?;
+            }
+            anyhow::Ok(())
+        })
+        .context("the JetStream engine did not acknowledge the write (is a nats-server of the cluster down? the client reconnects by itself; retry)")
+    }
+}
+
+/// Stands in for an unreadable message on the blocks stream so that heights stay contiguous;
+/// it never verifies, so every node votes it invalid.
+fn garbage_block(seq: u64) -> Block {
+    Block {
+        id: format!("unreadable-{seq}"),
+        block: BlockBody { timestamp: String::new(), transactions: vec![], node_pubkey: String::new(), voters: vec![], partition: 0, range: [0, 0] },
+        signature: String::new(),
+    }
+}
+
+impl Engine for JetStream {
+    fn name(&self) -> &'static str {
+        "jetstream"
+    }
+    fn shared(&self) -> bool {
+        true
+    }
+    fn partitions(&self) -> u32 {
+        self.partitions
+    }
+    fn append_backlog(&self, partition: u32, txs: &[(String, Vec<u8>)], requeue: bool) -> Result<()> {
+        let items = txs.iter().map(|(id, body)| (if requeue { format!("requeue.{id}") } else { id.clone() }, body.clone())).collect();
+        self.publish_all(backlog_subject(partition), items)
+    }
+    fn append_block(&self, block: &Block) -> Result<()> {
+        self.publish_all("cairn.blocks".into(), vec![(block.id.clone(), crate::block::to_bytes(block))])
+    }
+    fn append_vote(&self, height: u64, vote: &Vote) -> Result<()> {
+        let id = format!("{height}.{}", vote.node_pubkey);
+        self.publish_all(format!("cairn.votes.{height}"), vec![(id, crate::block::to_bytes(vote))])
+    }
+}
+
+impl Drop for JetStream {
+    fn drop(&mut self) {
+        // Followers loop forever; stop them with the runtime.
+        let rt = std::mem::replace(&mut self.rt, tokio::runtime::Builder::new_current_thread().build().expect("runtime"));
+        rt.shutdown_background();
+    }
+}
