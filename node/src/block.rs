@@ -133,10 +133,11 @@ impl Decision {
     }
 }
 
-/// Tallies `votes` for `block`: only signed votes by eligible voters (block voters that are
-/// in `keyring`), one per voter, count.
+/// Tallies `votes` for `block`: the electorate is the keyring (a block cannot choose its own
+/// voters: one listing only outsiders would otherwise stay undecided and stall every node);
+/// only signed votes by keyring members, one per voter, count.
 pub fn tally(block: &Block, votes: &[Vote], keyring: &[String]) -> Decision {
-    let eligible: Vec<&String> = block.block.voters.iter().filter(|v| keyring.contains(v)).collect();
+    let eligible: Vec<&String> = keyring.iter().collect();
     let n = eligible.len();
     if n == 0 {
         return Decision::Undecided;
@@ -200,6 +201,10 @@ mod tests {
         let mut forged = vote(&keys[3], true);
         forged.node_pubkey = keys[1].public_b58.clone();
         assert_eq!(tally(&b, &[vote(&keys[0], true), vote(&keys[2], true), forged], &ring), Decision::Undecided);
+        // a block listing only an outsider as voter is still decided by the keyring
+        let mut outsiders_only = b.clone();
+        outsiders_only.block.voters = vec![Keypair::generate().public_b58];
+        assert_eq!(tally(&outsiders_only, &[vote(&keys[0], false), vote(&keys[1], false)], &ring), Decision::Invalid);
         // an outsider's vote does not count
         let outsider = Keypair::generate();
         assert_eq!(tally(&b, &[vote(&keys[0], true), vote(&keys[2], true), vote(&outsider, true)], &ring), Decision::Undecided);

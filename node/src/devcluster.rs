@@ -30,6 +30,8 @@ pub struct Spec {
     pub base_port: Option<u16>,
     /// Extra `CAIRN_*` environment for every node (e.g. the reassign delay).
     pub env: Vec<(String, String)>,
+    /// Start the node processes (false: servers and configs only, for nodes run in-process).
+    pub start_nodes: bool,
 }
 
 /// Ports of one member.
@@ -148,11 +150,13 @@ impl DevCluster {
         for i in 0..cluster.spec.nodes {
             cluster.start_server(i)?;
         }
-        for i in 0..cluster.spec.nodes {
-            cluster.spawn_node(i)?;
-        }
-        for i in 0..cluster.spec.nodes {
-            cluster.wait_node(i)?;
+        if cluster.spec.start_nodes {
+            for i in 0..cluster.spec.nodes {
+                cluster.spawn_node(i)?;
+            }
+            for i in 0..cluster.spec.nodes {
+                cluster.wait_node(i)?;
+            }
         }
         Ok(cluster)
     }

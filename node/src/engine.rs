@@ -73,7 +73,7 @@ impl Engine for Embedded {
     }
     fn append_block(&self, block: &Block) -> Result<()> {
         // Only the block builder thread appends, so reading the next height needs no lock.
-        self.store.insert_block(self.store.cursor(cursor::BLOCK_NEXT)?, block)
+        self.store.insert_block(self.store.cursor(cursor::BLOCK_NEXT)?, block, true)
     }
     fn append_vote(&self, height: u64, vote: &Vote) -> Result<()> {
         self.store.insert_vote(height, vote, self.store.cursor(cursor::VOTES_NEXT)? + 1)
@@ -236,7 +236,10 @@ impl JetStream {
     /// Connects, creates missing streams (`default_partitions` backlog partitions when there
     /// are none yet), starts the followers and waits until the local store holds everything
     /// the streams held at start.
-    pub fn open(db: &Database, default_partitions: u32, store: Arc<Store>, on_change: OnChange) -> Result<Self> {
+    /// `federation` (keyring plus this node) decides which blocks are trusted (see
+    /// [`Store::insert_block`]).
+    pub fn open(db: &Database, federation: &[String], store: Arc<Store>, on_change: OnChange) -> Result<Self> {
+        let default_partitions = federation.len() as u32;
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("jetstream").enable_all().build()?;
         let (js, partitions) = rt.block_on(async {
             let js = connect(db).await?;
@@ -270,13 +273,15 @@ impl JetStream {
             }));
         }
         let s = store.clone();
+        let federation = federation.to_vec();
         followers.push(engine.follow(BLOCKS.into(), from(cursor::BLOCK_NEXT)?, on_change.clone(), move |batch| {
             for (seq, m) in batch {
                 let block = serde_json::from_slice::<Block>(&m.payload).unwrap_or_else(|_| {
                     tracing::warn!(height = seq - 1, "blocks stream holds a message that is not a block; it will be voted invalid");
                     garbage_block(*seq)
                 });
-                s.insert_block(seq - 1, &block)?;
+                let trusted = federation.contains(&block.block.node_pubkey) && block.verify();
+                s.insert_block(seq - 1, &block, trusted)?;
             }
             Ok(())
         }));

@@ -276,7 +276,7 @@ fn dev_cluster(args: DevClusterArgs) -> Result<()> {
         bail!("--base-port {} leaves no room for {n} nodes (10 ports each)", args.base_port);
     }
     eprintln!("starting {n} nats-server(s) and {n} node(s) under {} ...", args.dir.display());
-    let spec = Spec { nodes: n, dir: args.dir, cairn: std::env::current_exe()?, nats_server, base_port: Some(args.base_port), env: vec![] };
+    let spec = Spec { nodes: n, dir: args.dir, cairn: std::env::current_exe()?, nats_server, base_port: Some(args.base_port), env: vec![], start_nodes: true };
     let cluster = DevCluster::start(spec)?;
     println!("Federation of {n} running (engine: NATS JetStream, replicas {}):", n.min(3));
     for i in 0..n {

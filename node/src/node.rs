@@ -175,7 +175,7 @@ impl Node {
                     b.notify();
                     k.notify();
                 });
-                Arc::new(JetStream::open(&config.database, federation.len() as u32, store.clone(), on_change)?)
+                Arc::new(JetStream::open(&config.database, &federation, store.clone(), on_change)?)
             }
             _ => Arc::new(Embedded::new(store.clone())),
         };

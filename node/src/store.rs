@@ -296,20 +296,24 @@ impl Store {
         }
     }
 
-    /// Stores a block at `height`, moves the block cursor and its partition's builder cursor
-    /// past what it consumed, atomically.
-    pub fn insert_block(&self, height: u64, block: &Block) -> Result<()> {
-        let p = block.block.partition;
-        let built = self.partition_cursor(cursor::BUILT_UPTO, p)?.max(block.block.range[1] + 1);
+    /// Stores a block at `height` and moves the block cursor, atomically. A `trusted` block
+    /// (signed by a keyring member) also links its transactions to it and moves its
+    /// partition's builder cursor past what it consumed; an outsider's block is kept only to
+    /// be voted down, so it can neither hide transactions from the builders nor relabel them.
+    pub fn insert_block(&self, height: u64, block: &Block, trusted: bool) -> Result<()> {
         let mut batch = self.db.batch();
         batch.insert(&self.blocks, be(height), crate::block::to_bytes(block));
         batch.insert(&self.block_ids, block.id.as_str(), be(height));
         batch.insert(&self.block_status, be(height), [status_code(Decision::Undecided)]);
-        for id in &block.block.transactions {
-            batch.insert(&self.tx_block, id.as_str(), be(height));
-        }
         batch.insert(&self.meta, cursor::BLOCK_NEXT, be(height + 1));
-        batch.insert(&self.meta, cursor::of(cursor::BUILT_UPTO, p), be(built));
+        if trusted {
+            let p = block.block.partition;
+            let built = self.partition_cursor(cursor::BUILT_UPTO, p)?.max(block.block.range[1].saturating_add(1));
+            for id in &block.block.transactions {
+                batch.insert(&self.tx_block, id.as_str(), be(height));
+            }
+            batch.insert(&self.meta, cursor::of(cursor::BUILT_UPTO, p), be(built));
+        }
         batch.commit()?;
         Ok(())
     }
