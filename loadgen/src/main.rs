@@ -33,7 +33,8 @@ follows the node's websocket stream to time commits. Writes a JSON result with t
 metadata (tx size, node count, machine, durability) and appends a CSV row.\n\n\
 Example: loadgen --target http://127.0.0.1:9984 --count 20000 --out results/single.json")]
 struct Args {
-    /// Node HTTP API base URL
+    /// Node HTTP API base URL; several, comma-separated, get the transactions round-robin
+    /// (commits are timed on the first node's stream: every node applies every block)
     #[arg(long, default_value = "http://127.0.0.1:9984")]
     target: String,
     /// Websocket stream URL [default: the one the node advertises in /api/v1/]
@@ -54,9 +55,14 @@ struct Args {
     /// Seconds to wait for commits after the last accept
     #[arg(long, default_value_t = 60)]
     commit_timeout: u64,
-    /// Number of nodes in the target federation (recorded in the results)
-    #[arg(long, default_value_t = 1)]
-    nodes: usize,
+    /// Number of nodes in the target federation (recorded in the results) [default: number of targets]
+    #[arg(long)]
+    nodes: Option<usize>,
+    /// Before the run, measure the raw JetStream publish rate of messages of the same size
+    /// (R as the node's streams, async with a bounded window) using the engine settings of
+    /// this node config file; the result reports accepted tx/s as a ratio of it
+    #[arg(long)]
+    raw_jetstream: Option<PathBuf>,
     /// Durability of the target (recorded in the results)
     #[arg(long, default_value = "backlog fsync per group commit (embedded engine)")]
     durability: String,
@@ -97,6 +103,43 @@ fn raw_verify_rate() -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Publishes `count` messages of `size` bytes to a scratch stream with the node streams'
+/// replica count, asynchronously with at most 256 unacknowledged, each with its own
+/// `Nats-Msg-Id` as the node's backlog writes carry; returns messages/s. The stream is deleted
+/// afterwards.
+async fn raw_jetstream_rate(config: &std::path::Path, count: usize, size: usize) -> Result<f64> {
+    let cfg = cairn::config::Config::load(config)?;
+    let js = cairn::engine::connect(&cfg.database).await?;
+    let name = "LOADGEN_RAW";
+    let _ = js.delete_stream(name).await;
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: name.into(),
+        subjects: vec!["loadgen.raw".into()],
+        num_replicas: cairn::engine::effective_replicas(&cfg.database),
+        storage: async_nats::jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .context("creating the scratch stream LOADGEN_RAW")?;
+    let payload = Bytes::from(vec![b'x'; size]);
+    let start = Instant::now();
+    let mut window = std::collections::VecDeque::with_capacity(256);
+    for i in 0..count {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Nats-Msg-Id", format!("raw-{i}").as_str());
+        window.push_back(js.publish_with_headers("loadgen.raw", h, payload.clone()).await?);
+        if window.len() >= 256 {
+            window.pop_front().expect("non-empty").await?;
+        }
+    }
+    for a in window {
+        a.await?;
+    }
+    let rate = count as f64 / start.elapsed().as_secs_f64();
+    js.delete_stream(name).await.context("deleting the scratch stream LOADGEN_RAW")?;
+    Ok(rate)
+}
+
 fn pct(h: &Histogram<u64>, q: f64) -> f64 {
     if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 / 1000.0 }
 }
@@ -122,8 +165,13 @@ async fn run(args: Args) -> Result<()> {
     if args.rate < 0.0 {
         bail!("--rate must be >= 0 (0 means as fast as possible)");
     }
-    let target = args.target.trim_end_matches('/').to_string();
+    let targets: Vec<String> = args.target.split(',').map(|t| t.trim().trim_end_matches('/').to_string()).filter(|t| !t.is_empty()).collect();
+    let Some(target) = targets.first().cloned() else { bail!("--target is empty: give a node URL such as http://127.0.0.1:9984") };
+    let nodes = args.nodes.unwrap_or(targets.len());
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(args.concurrency).build_http();
+    for t in &targets[1..] {
+        get_json(&client, &format!("{t}/")).await?;
+    }
     let info = get_json(&client, &format!("{target}/")).await?;
     let api = get_json(&client, &format!("{target}/api/v1/")).await?;
     let ws_url = match &args.ws {
@@ -133,6 +181,13 @@ async fn run(args: Args) -> Result<()> {
 
     eprintln!("measuring raw Ed25519 verify rate on all cores...");
     let raw_rate = raw_verify_rate();
+    let raw_js = match &args.raw_jetstream {
+        Some(cfg) => {
+            eprintln!("measuring raw JetStream publish rate ({} messages of {} B)...", args.count, cairn::workload::TX_BYTES);
+            Some(raw_jetstream_rate(cfg, args.count, cairn::workload::TX_BYTES).await?)
+        }
+        None => None,
+    };
     eprintln!("pre-signing {} transactions ({} B each)...", args.count, cairn::workload::TX_BYTES);
     let t_sign = Instant::now();
     // Fresh random keys per thread make every run's transactions unique.
@@ -176,11 +231,12 @@ async fn run(args: Args) -> Result<()> {
     let errors: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
     let start = Instant::now();
     let interval = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
-    let url: hyper::Uri = format!("{target}/api/v1/transactions?mode={}", args.mode).parse()?;
+    let urls: Vec<hyper::Uri> = targets.iter().map(|t| format!("{t}/api/v1/transactions?mode={}", args.mode).parse()).collect::<Result<_, _>>()?;
+    let urls = Arc::new(urls);
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
-        let (client, bodies, next, accepted, rejected, sent_at, errors, url) =
-            (client.clone(), bodies.clone(), next.clone(), accepted.clone(), rejected.clone(), sent_at.clone(), errors.clone(), url.clone());
+        let (client, bodies, next, accepted, rejected, sent_at, errors, urls) =
+            (client.clone(), bodies.clone(), next.clone(), accepted.clone(), rejected.clone(), sent_at.clone(), errors.clone(), urls.clone());
         workers.push(tokio::spawn(async move {
             let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("histogram");
             let mut last_accept = start;
@@ -200,7 +256,7 @@ async fn run(args: Args) -> Result<()> {
                     None => Instant::now(),
                 };
                 *sent_at[i].lock().expect("lock") = Some(scheduled);
-                let req = hyper::Request::post(url.clone())
+                let req = hyper::Request::post(urls[i % urls.len()].clone())
                     .header("content-type", "application/json")
                     .body(Full::new(bodies[i].1.clone()))
                     .expect("request");
@@ -282,9 +338,11 @@ async fn run(args: Args) -> Result<()> {
     let result = json!({
         "tool": "cairn loadgen",
         "version": env!("CARGO_PKG_VERSION"),
-        "target": target,
+        "target": targets,
         "node": {"software": info["software"], "version": info["version"], "public_key": info["public_key"]},
-        "nodes": args.nodes,
+        "nodes": nodes,
+        "raw_jetstream_publish_per_s": raw_js,
+        "accepted_to_raw_jetstream_ratio": raw_js.map(|r| n_accepted as f64 / accept_secs / r),
         "durability": args.durability,
         "machine": machine(),
         "workload": {"operation": "CREATE", "tx_bytes": tx_bytes, "count": args.count, "mode": args.mode,
@@ -301,8 +359,11 @@ async fn run(args: Args) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(&result)?);
     eprintln!(
         "\n{} nodes, {} B CREATEs: accepted {:.0} tx/s, committed {:.0} tx/s (p99 commit latency {:.0} ms); raw verify {:.0}/s; ratio {:.2}",
-        args.nodes, tx_bytes, n_accepted as f64 / accept_secs, committed_tps, pct(&commit_hist, 0.99), raw_rate, committed_tps / raw_rate
+        nodes, tx_bytes, n_accepted as f64 / accept_secs, committed_tps, pct(&commit_hist, 0.99), raw_rate, committed_tps / raw_rate
     );
+    if let Some(r) = raw_js {
+        eprintln!("raw JetStream publish {r:.0} msg/s of {} B; accepted/raw ratio {:.2}", cairn::workload::TX_BYTES, n_accepted as f64 / accept_secs / r);
+    }
     if let Some(out) = &args.out {
         if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
@@ -313,11 +374,13 @@ async fn run(args: Args) -> Result<()> {
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&csv)?;
         use std::io::Write;
         if new {
-            writeln!(f, "nodes,tx_bytes,count,concurrency,offered_rate,accepted_tps,committed_tps,commit_p50_ms,commit_p99_ms,raw_verify_per_s,ratio,durability")?;
+            writeln!(f, "nodes,tx_bytes,count,concurrency,offered_rate,accepted_tps,committed_tps,commit_p50_ms,commit_p99_ms,raw_verify_per_s,ratio,raw_jetstream_per_s,accepted_to_raw_jetstream,durability")?;
         }
-        writeln!(f, "{},{},{},{},{},{:.1},{:.1},{:.1},{:.1},{:.0},{:.3},\"{}\"", args.nodes, tx_bytes, args.count, args.concurrency,
+        writeln!(f, "{},{},{},{},{},{:.1},{:.1},{:.1},{:.1},{:.0},{:.3},{},{},\"{}\"", nodes, tx_bytes, args.count, args.concurrency,
             if args.rate > 0.0 { args.rate.to_string() } else { "max".into() }, n_accepted as f64 / accept_secs, committed_tps,
-            pct(&commit_hist, 0.5), pct(&commit_hist, 0.99), raw_rate, committed_tps / raw_rate, args.durability)?;
+            pct(&commit_hist, 0.5), pct(&commit_hist, 0.99), raw_rate, committed_tps / raw_rate,
+            raw_js.map(|r| format!("{r:.0}")).unwrap_or_default(), raw_js.map(|r| format!("{:.3}", n_accepted as f64 / accept_secs / r)).unwrap_or_default(),
+            args.durability)?;
         eprintln!("results written to {} and {}", out.display(), csv.display());
     }
     if n_accepted < args.count as u64 {

@@ -146,6 +146,13 @@ pub async fn connect(db: &Database) -> Result<jetstream::Context> {
     Ok(jetstream::new(client))
 }
 
+/// The same connection with a short request timeout, for set-up: a request sent before a
+/// fresh cluster has elected its JetStream leader gets no answer, and the default timeout
+/// (10 s) would make every start of a new cluster wait that long.
+fn quick(js: &jetstream::Context) -> jetstream::Context {
+    jetstream::ContextBuilder::new().timeout(Duration::from_millis(750)).build(js.client())
+}
+
 /// Retries `f` until JetStream answers (a cluster that just started needs a moment to elect
 /// its meta leader) or the connect timeout passes.
 async fn until_ready<T, F, Fut>(db: &Database, what: &str, mut f: F) -> Result<T>
@@ -244,7 +251,8 @@ impl JetStream {
         let (js, partitions) = rt.block_on(async {
             let js = connect(db).await?;
             let wanted = if db.shards > 0 { db.shards } else { default_partitions.max(1) };
-            let n = until_ready(db, "creating the Cairn streams", || ensure_streams(&js, db, wanted)).await.with_context(|| unreachable_hint(db))?;
+            let setup = quick(&js);
+            let n = until_ready(db, "creating the Cairn streams", || ensure_streams(&setup, db, wanted)).await.with_context(|| unreachable_hint(db))?;
             anyhow::Ok((js, n))
         })?;
         let engine = JetStream { rt, js, partitions };
