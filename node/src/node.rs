@@ -218,12 +218,14 @@ impl Node {
         let verifier = std::thread::Builder::new().name("sig-verifier".into()).spawn(move || sig_verifier(verify_rx))?;
         node.threads.lock().expect("threads lock").extend([writer, builder, consensus]);
         drop(verifier); // ends by itself when the node (the job sender) is dropped
-        let started = Instant::now();
+        let mut last_log = Instant::now();
         while !node.caught_up.load(Ordering::Acquire) {
             std::thread::sleep(Duration::from_millis(10));
-            if started.elapsed() > Duration::from_secs(5) && started.elapsed().as_millis() % 5000 < 10 {
+            if last_log.elapsed() > Duration::from_secs(5) {
                 let (_, applied) = node.store.state_digest()?;
-                tracing::info!(applied, "replaying blocks before serving reads");
+                let blocks = node.store.cursor(cursor::BLOCK_NEXT)?;
+                tracing::info!(applied, blocks, "replaying blocks before serving reads");
+                last_log = Instant::now();
             }
         }
         tracing::info!(engine = node.engine.name(), partitions = node.engine.partitions(), writes_to = ?node.write_partitions, "pipeline ready");
@@ -418,7 +420,7 @@ fn backlog_writer(node: Arc<Node>, mut rx: mpsc::Receiver<Pending>) {
         for (partition, items) in by_partition {
             let result = node.engine.append_backlog(partition, &items, false).map_err(|e| {
                 tracing::error!("backlog append failed: {e:#}");
-                format!("the engine could not store the transaction: {e:#}")
+                format!("the engine did not confirm the write ({e:#}); it may have been stored after all and would then still commit: check /api/v1/statuses before resending")
             });
             results.insert(partition, result);
         }

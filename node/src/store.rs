@@ -31,6 +31,9 @@ use std::sync::Mutex;
 pub mod cursor {
     /// Per partition (`backlog_next.<p>`): next backlog sequence number held locally.
     pub const BACKLOG_NEXT: &str = "backlog_next";
+    /// Per partition (`backlog_msg.<p>`, JetStream): stream sequence of the last backlog
+    /// message copied (a message carries a group commit of several transactions).
+    pub const BACKLOG_MSG: &str = "backlog_msg";
     /// Per partition (`built_upto.<p>`): next backlog sequence number not yet in a block.
     pub const BUILT_UPTO: &str = "built_upto";
     /// Next block height.
@@ -244,15 +247,22 @@ impl Store {
             entries.push((next, id.as_str(), body.as_slice()));
             next += 1;
         }
-        self.insert_backlog(partition, &entries, true)
+        self.insert_backlog(partition, &entries, true, None)
     }
 
     /// Writes backlog entries `(seq, txid, body)` of one partition at the given sequence
-    /// numbers and moves the partition's cursor past them. A transaction seen again (requeued
-    /// after an invalid block) points to its new entry and loses its link to that block.
-    pub fn insert_backlog(&self, partition: u32, entries: &[(u64, &str, &[u8])], durable: bool) -> Result<()> {
-        let Some(last) = entries.last() else { return Ok(()) };
+    /// numbers and moves the partition's cursor past them (and sets `cursor_too`, atomically).
+    /// A transaction seen again (requeued after an invalid block) points to its new entry and
+    /// loses its link to that block.
+    pub fn insert_backlog(&self, partition: u32, entries: &[(u64, &str, &[u8])], durable: bool, cursor_too: Option<(&str, u64)>) -> Result<()> {
         let mut batch = self.db.batch();
+        if let Some((name, value)) = cursor_too {
+            batch.insert(&self.meta, name, be(value));
+        }
+        let Some(last) = entries.last() else {
+            batch.commit()?;
+            return Ok(());
+        };
         if durable {
             batch = batch.durability(Some(PersistMode::SyncData));
         }

@@ -460,3 +460,31 @@ fn a_silent_partition_is_taken_over_by_the_next_node() {
     wait_status(&fed, &[owner], &ids, "valid", Duration::from_secs(30));
     wait_same_state(&fed, &[0, 1, 2], Duration::from_secs(30));
 }
+
+#[test]
+fn writes_while_the_engine_is_down_get_a_503_that_says_why() {
+    let Some(mut fed) = federation("engine_down_while_running", 1, &[], true) else { return };
+    let key = Keypair::generate();
+    let first = create(&key, "before");
+    assert_eq!(post(&fed.c.api(0), &first, "async").unwrap().0, 202);
+    fed.c.kill_server(0);
+    let (code, body) = post(&fed.c.api(0), &create(&key, "during"), "async").expect("the node itself is up");
+    assert_eq!(code, 503, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("engine did not confirm the write"), "{body}");
+    // Reads keep working from the local store.
+    assert!(status(&fed.c.api(0), &id(&first)).is_some());
+    // The engine comes back; the node's client reconnects and writes work again.
+    fed.c.start_server(0).unwrap();
+    let after = create(&key, "after");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match post(&fed.c.api(0), &after, "async") {
+            Some((202, _)) => break,
+            // An earlier 503'd attempt reached the engine after all (as the message warned).
+            Some((400, b)) if b["message"].as_str().is_some_and(|m| m.contains("already accepted")) => break,
+            other => assert!(Instant::now() < deadline, "still failing after restart: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_status(&fed, &[0], &[id(&first), id(&after)], "valid", Duration::from_secs(30));
+}
