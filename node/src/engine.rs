@@ -317,20 +317,28 @@ impl JetStream {
             followers.push(engine.follow(backlog_stream(p), start, on_change.clone(), move |batch| {
                 // Transactions are numbered in stream order, so every node numbers them alike.
                 let mut next = s.partition_cursor(cursor::BACKLOG_NEXT, p)?;
-                let mut entries = Vec::new();
-                for (seq, m) in batch {
-                    match decode_batch(&m.payload) {
-                        Some(records) => {
-                            for (id, body) in records {
-                                entries.push((next, id, body));
-                                next += 1;
+                // Requeued transactions (message id `requeue.…`) are written on their own, as
+                // they must drop their link to the invalid block they come back from.
+                let mut run = 0;
+                while run < batch.len() {
+                    let kind = is_requeue(&batch[run].1);
+                    let end = batch[run..].iter().position(|(_, m)| is_requeue(m) != kind).map_or(batch.len(), |k| run + k);
+                    let mut entries = Vec::new();
+                    for (seq, m) in &batch[run..end] {
+                        match decode_batch(&m.payload) {
+                            Some(records) => {
+                                for (id, body) in records {
+                                    entries.push((next, id, body));
+                                    next += 1;
+                                }
                             }
+                            None => tracing::warn!(partition = p, seq, "backlog stream holds a message that is not a batch of transactions; ignored"),
                         }
-                        None => tracing::warn!(partition = p, seq, "backlog stream holds a message that is not a batch of transactions; ignored"),
                     }
+                    s.insert_backlog(p, &entries, false, kind, Some((&msg_cursor, batch[end - 1].0)))?;
+                    run = end;
                 }
-                let last = batch.last().map(|(seq, _)| *seq).unwrap_or(0);
-                s.insert_backlog(p, &entries, false, Some((&msg_cursor, last)))
+                Ok(())
             }));
         }
         let s = store.clone();
@@ -461,6 +469,11 @@ impl JetStream {
         })
         .context("the JetStream engine did not acknowledge the write (is a nats-server of the cluster down? the client reconnects by itself; retry)")
     }
+}
+
+/// True for a backlog message that requeues the transactions of an invalid block.
+fn is_requeue(m: &async_nats::Message) -> bool {
+    m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).is_some_and(|v| v.as_str().starts_with("requeue."))
 }
 
 /// Stands in for an unreadable message on the blocks stream so that heights stay contiguous;

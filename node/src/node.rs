@@ -521,9 +521,12 @@ struct PendingBlock {
 /// A block's transactions, its per-transaction verdicts and the reason it is invalid.
 type Validated = (Vec<Arc<Transaction>>, Vec<bool>, Option<String>);
 
+/// A block's parsed transactions, and the ids of those this node verified at ingest.
+type Loaded = (Vec<Arc<Transaction>>, HashSet<String>);
+
 /// The parsed transactions of a block: this node's verified objects when it has them, else
 /// the bodies from the (local copy of the) backlog. `Ok(None)`: bodies not here yet.
-fn load_txs(node: &Node, b: &Block) -> Result<Option<(Vec<Arc<Transaction>>, HashSet<String>)>> {
+fn load_txs(node: &Node, b: &Block) -> Result<Option<Loaded>> {
     if node.store.partition_cursor(cursor::BACKLOG_NEXT, b.block.partition)? <= b.block.range[1] {
         return Ok(None);
     }

@@ -247,14 +247,14 @@ impl Store {
             entries.push((next, id.as_str(), body.as_slice()));
             next += 1;
         }
-        self.insert_backlog(partition, &entries, true, None)
+        self.insert_backlog(partition, &entries, true, requeue, None)
     }
 
     /// Writes backlog entries `(seq, txid, body)` of one partition at the given sequence
     /// numbers and moves the partition's cursor past them (and sets `cursor_too`, atomically).
-    /// A transaction seen again (requeued after an invalid block) points to its new entry and
-    /// loses its link to that block.
-    pub fn insert_backlog(&self, partition: u32, entries: &[(u64, &str, &[u8])], durable: bool, cursor_too: Option<(&str, u64)>) -> Result<()> {
+    /// With `requeued` (entries that return after an invalid block) a transaction loses its
+    /// link to that block; every transaction points to its newest entry.
+    pub fn insert_backlog(&self, partition: u32, entries: &[(u64, &str, &[u8])], durable: bool, requeued: bool, cursor_too: Option<(&str, u64)>) -> Result<()> {
         let mut batch = self.db.batch();
         if let Some((name, value)) = cursor_too {
             batch.insert(&self.meta, name, be(value));
@@ -267,7 +267,7 @@ impl Store {
             batch = batch.durability(Some(PersistMode::SyncData));
         }
         for (seq, id, body) in entries {
-            if let Some(h) = self.tx_block.get(id)? {
+            if let Some(h) = if requeued { self.tx_block.get(id)? } else { None } {
                 if self.block_status(from_be(&h)?)? == Some(Decision::Invalid) {
                     batch.remove(&self.tx_block, *id);
                 }
@@ -506,7 +506,7 @@ impl Store {
     /// The state digest (hex SHA3-256 chained over every decision applied; all nodes that
     /// applied the same heights hold the same digest) and the number of heights applied.
     pub fn state_digest(&self) -> Result<(String, u64)> {
-        let d = self.meta.get(cursor::DIGEST)?.map(|v| hex::encode(v)).unwrap_or_else(|| "0".repeat(64));
+        let d = self.meta.get(cursor::DIGEST)?.map(hex::encode).unwrap_or_else(|| "0".repeat(64));
         Ok((d, self.cursor(cursor::APPLIED)?))
     }
 }
