@@ -104,6 +104,7 @@ impl std::fmt::Debug for Database {
             .field("password", &"<hidden>")
             .field("replicas", &self.replicas)
             .field("shards", &self.shards)
+            .field("connect_timeout_secs", &self.connect_timeout_secs)
             .finish()
     }
 }
