@@ -514,3 +514,41 @@ fn writes_while_the_engine_is_down_get_a_503_that_says_why() {
     }
     wait_status(&fed, &[0], &[id(&first), id(&after)], "valid", Duration::from_secs(30));
 }
+
+#[test]
+fn set_replicas_and_set_shards_change_the_live_engine() {
+    let Some(fed) = federation("set_replicas_shards", 3, &[], true) else { return };
+    let config = fed.c.member_dir(0).join("config.toml");
+    let (code, out, err) = common::cairn(&config, &["set-replicas", "5"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("3 replica(s) (capped by the number of servers)"), "{out}");
+    let (code, out, err) = common::cairn(&config, &["set-replicas", "1"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 replica(s)"), "{out}");
+    let (code, _, err) = common::cairn(&config, &["set-shards", "2"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("can only grow"), "{err}");
+    let (code, out, err) = common::cairn(&config, &["set-shards", "4"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("4 backlog partition(s)"), "{out}");
+    let db = fed.c.config(0).unwrap().database;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let js = cairn::engine::connect(&db).await.unwrap();
+        let mut blocks = js.get_stream("CAIRN_BLOCKS").await.unwrap();
+        assert_eq!(blocks.info().await.unwrap().config.num_replicas, 1);
+        js.get_stream("CAIRN_BACKLOG_3").await.expect("the fourth partition exists");
+    });
+    // The federation keeps working on the changed engine.
+    let key = Keypair::generate();
+    let t = create(&key, "after-admin");
+    assert_eq!(post(&fed.c.api(1), &t, "async").unwrap().0, 202);
+    wait_status(&fed, &[0, 1, 2], &[id(&t)], "valid", Duration::from_secs(30));
+    // The commands refuse an embedded config with a message that says what to set.
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("config.toml");
+    assert_eq!(common::cairn(&plain, &["configure", "-y"]).0, 0);
+    let (code, _, err) = common::cairn(&plain, &["set-replicas", "3"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("database.backend") && err.contains("jetstream"), "{err}");
+}
