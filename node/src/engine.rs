@@ -41,9 +41,10 @@ pub trait Engine: Send + Sync {
     fn shared(&self) -> bool;
     /// Number of backlog partitions.
     fn partitions(&self) -> u32;
-    /// Appends transactions `(id, canonical body)` to a backlog partition; `requeue` gives
-    /// the transactions of an invalid block their one more pass (dedup keyed apart).
-    fn append_backlog(&self, partition: u32, txs: &[(String, Vec<u8>)], requeue: bool) -> Result<()>;
+    /// Appends transactions `(id, canonical body)` to a backlog partition; `requeue_of` (a
+    /// block id) returns the valid transactions of that invalid block (every node does it; the
+    /// engine keeps one copy).
+    fn append_backlog(&self, partition: u32, txs: &[(String, Vec<u8>)], requeue_of: Option<&str>) -> Result<()>;
     /// Appends a block header to the `blocks` stream (which fixes its height).
     fn append_block(&self, block: &Block) -> Result<()>;
     /// Appends this node's vote on the block at `height`.
@@ -72,8 +73,8 @@ impl Engine for Embedded {
     fn partitions(&self) -> u32 {
         1
     }
-    fn append_backlog(&self, partition: u32, txs: &[(String, Vec<u8>)], requeue: bool) -> Result<()> {
-        self.store.append_backlog(partition, txs, requeue)
+    fn append_backlog(&self, partition: u32, txs: &[(String, Vec<u8>)], requeue_of: Option<&str>) -> Result<()> {
+        self.store.append_backlog(partition, txs, requeue_of.is_some())
     }
     fn append_block(&self, block: &Block) -> Result<()> {
         // Only the block builder thread appends, so reading the next height needs no lock.
@@ -496,14 +497,18 @@ impl Engine for JetStream {
     fn partitions(&self) -> u32 {
         self.partitions
     }
-    fn append_backlog(&self, partition: u32, txs: &[(String, Vec<u8>)], requeue: bool) -> Result<()> {
+    fn append_backlog(&self, partition: u32, txs: &[(String, Vec<u8>)], requeue_of: Option<&str>) -> Result<()> {
         use sha3::Digest;
         let items = chunks(txs)
             .into_iter()
             .map(|chunk| {
                 let mut h = sha3::Sha3_256::new();
                 chunk.iter().for_each(|(id, _)| h.update(id.as_bytes()));
-                let id = format!("{}{}", if requeue { "requeue." } else { "" }, hex::encode(h.finalize()));
+                let hash = hex::encode(h.finalize());
+                let id = match requeue_of {
+                    Some(block) => format!("requeue.{block}.{hash}"),
+                    None => hash,
+                };
                 (id, encode_batch(chunk))
             })
             .collect();

@@ -21,7 +21,7 @@ use crate::tx::{Transaction, TxError};
 use crate::validation::{Overlay, Validator};
 use anyhow::{Context, Result};
 use dashmap::DashMap;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -418,7 +418,7 @@ fn backlog_writer(node: Arc<Node>, mut rx: mpsc::Receiver<Pending>) {
         }
         let mut results = BTreeMap::new();
         for (partition, items) in by_partition {
-            let result = node.engine.append_backlog(partition, &items, false).map_err(|e| {
+            let result = node.engine.append_backlog(partition, &items, None).map_err(|e| {
                 tracing::error!("backlog append failed: {e:#}");
                 format!("the engine did not confirm the write ({e:#}); it may have been stored after all and would then still commit: check /api/v1/statuses before resending")
             });
@@ -571,6 +571,11 @@ fn load_and_validate(node: &Node, b: &Block, overlay: &Overlay) -> Result<Option
     Ok(Some((txs, results.iter().map(Result::is_ok).collect(), reason)))
 }
 
+/// How many times a node returns one transaction to the backlog after invalid blocks. More
+/// than once, so that a valid transaction that lands beside double spends in two blocks in a
+/// row is not dropped; bounded, so that nodes disagreeing about a transaction cannot loop.
+const MAX_REQUEUES: u32 = 3;
+
 fn consensus(node: &Arc<Node>) -> Result<()> {
     let store = &node.store;
     let me = node.key.public_b58.clone();
@@ -578,7 +583,8 @@ fn consensus(node: &Arc<Node>) -> Result<()> {
     let mut voted = store.cursor(cursor::VOTED)?.max(applied);
     let mut pending: BTreeMap<u64, PendingBlock> = BTreeMap::new();
     let mut overlay = Overlay::default();
-    let mut requeued: HashSet<String> = HashSet::new();
+    // How often this node returned each transaction to the backlog (see MAX_REQUEUES).
+    let mut requeued: HashMap<String, u32> = HashMap::new();
     // Blocks voted on but undecided before a restart: reload them (their votes are stored).
     for h in applied..voted {
         let Some(b) = store.block(h)? else { break };
@@ -651,7 +657,9 @@ fn consensus(node: &Arc<Node>) -> Result<()> {
                 let mut again = Vec::new();
                 let mut inflight = node.inflight.lock().expect("inflight lock");
                 for (t, ok) in p.txs.iter().zip(&p.valid) {
-                    if *ok && requeued.insert(t.id.clone()) {
+                    let times = requeued.entry(t.id.clone()).or_default();
+                    if *ok && *times < MAX_REQUEUES {
+                        *times += 1;
                         again.push((t.id.clone(), t.canonical().into_bytes()));
                     } else {
                         inflight.remove(t);
@@ -660,8 +668,8 @@ fn consensus(node: &Arc<Node>) -> Result<()> {
                 }
                 drop(inflight);
                 if !again.is_empty() {
-                    tracing::warn!(height = applied, count = again.len(), "block decided invalid; requeueing its valid transactions once");
-                    node.engine.append_backlog(p.block.block.partition, &again, true)?;
+                    tracing::warn!(height = applied, count = again.len(), "block decided invalid; returning its valid transactions to the backlog");
+                    node.engine.append_backlog(p.block.block.partition, &again, Some(&p.block.id))?;
                     node.new_backlog.notify();
                 }
             }
