@@ -22,7 +22,7 @@ pub struct NodeProc {
 
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    cairn::devcluster::free_port().unwrap()
 }
 
 /// Runs `cairn` with `args` and the given config; returns (exit code, stdout, stderr).
