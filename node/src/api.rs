@@ -51,7 +51,7 @@ type ApiResult = Result<Response, ApiError>;
 pub fn router(node: Arc<Node>) -> Router {
     let limit = node.config.server.max_body_bytes;
     let mut r = Router::new().route("/", get(root));
-    let routes: [(&str, axum::routing::MethodRouter<Arc<Node>>); 10] = [
+    let routes: [(&str, axum::routing::MethodRouter<Arc<Node>>); 11] = [
         ("/api/v1", get(api_v1)),
         ("/api/v1/transactions", get(list_transactions).post(post_transaction)),
         ("/api/v1/transactions/{id}", get(get_transaction)),
@@ -62,6 +62,7 @@ pub fn router(node: Arc<Node>) -> Router {
         ("/api/v1/blocks", get(list_blocks)),
         ("/api/v1/blocks/{id}", get(get_block)),
         ("/api/v1/votes", get(votes)),
+        ("/api/v1/validators", get(validators)),
     ];
     for (path, handler) in routes {
         r = r.route(path, handler.clone()).route(&format!("{path}/"), handler);
@@ -103,17 +104,20 @@ async fn stream(mut socket: WebSocket, node: Arc<Node>) {
     }
 }
 
-fn api_v1_links(node: &Node) -> Value {
+/// The v1 endpoint links under `prefix`: `/api/v1/` in `GET /`, `/` in `GET /api/v1/`
+/// (BigchainDB's `ApiV1Index` lists paths relative to the API root).
+fn api_v1_links(node: &Node, prefix: &str) -> Value {
     let ws = &node.config.wsserver;
     json!({
         "docs": "README.md, section \"HTTP API\"",
-        "transactions": "/api/v1/transactions/",
-        "statuses": "/api/v1/statuses/",
-        "assets": "/api/v1/assets/",
-        "metadata": "/api/v1/metadata/",
-        "outputs": "/api/v1/outputs/",
-        "blocks": "/api/v1/blocks/",
-        "votes": "/api/v1/votes/",
+        "transactions": format!("{prefix}transactions/"),
+        "statuses": format!("{prefix}statuses/"),
+        "assets": format!("{prefix}assets/"),
+        "metadata": format!("{prefix}metadata/"),
+        "outputs": format!("{prefix}outputs/"),
+        "blocks": format!("{prefix}blocks/"),
+        "votes": format!("{prefix}votes/"),
+        "validators": format!("{prefix}validators"),
         "streams": format!("{}://{}:{}/api/v1/streams/valid_transactions", ws.advertised_scheme, ws.advertised_host, ws.advertised_port),
     })
 }
@@ -122,7 +126,7 @@ async fn root(State(node): AppState) -> Json<Value> {
     let (backlog, blocks, committed) = node.store.counts().unwrap_or_default();
     let (digest, applied) = node.store.state_digest().unwrap_or_default();
     Json(json!({
-        "api": {"v1": api_v1_links(&node)},
+        "api": {"v1": api_v1_links(&node, "/api/v1/")},
         "docs": "README.md",
         "software": "Cairn",
         "version": env!("CARGO_PKG_VERSION"),
@@ -143,7 +147,19 @@ async fn root(State(node): AppState) -> Json<Value> {
 }
 
 async fn api_v1(State(node): AppState) -> Json<Value> {
-    Json(api_v1_links(&node))
+    Json(api_v1_links(&node, "/"))
+}
+
+/// The voting members (the keyring, this node included) in BigchainDB 2.x's validator shape:
+/// the raw 32-byte Ed25519 key as upper-case hex, one vote each.
+async fn validators(State(node): AppState) -> ApiResult {
+    let mut out = Vec::with_capacity(node.federation.len());
+    for k in &node.federation {
+        let raw = crate::crypto::decode_public_key(k).map_err(|e| internal(anyhow::anyhow!("keyring entry {k}: {e}")))?;
+        let hex: String = raw.iter().map(|b| format!("{b:02X}")).collect();
+        out.push(json!({"pub_key": {"data": hex, "type": "ed25519"}, "power": 1}));
+    }
+    Ok(Json(out).into_response())
 }
 
 /// Rejects parameters the endpoint does not know, as BigchainDB's strict endpoints do.
@@ -232,9 +248,11 @@ async fn post_transaction(State(node): AppState, Query(p): Params, body: Result<
 }
 
 async fn get_transaction(State(node): AppState, Path(id): Path<String>) -> ApiResult {
+    // BigchainDB answers 404 for any id it does not hold, well-formed or not (the driver maps
+    // 404 to NotFoundError); a malformed id can never be held.
     let id = id.to_ascii_lowercase();
     if !is_hex64(&id) {
-        return Err(bad("Invalid hash: a transaction id is 64 hex characters"));
+        return Err(not_found());
     }
     if node.store.committed_height(&id).map_err(internal)?.is_none() {
         return Err(not_found());

@@ -268,7 +268,7 @@ impl Node {
     /// Returns the transaction and its canonical text (what was stored).
     pub async fn submit(&self, body: &[u8], wait_commit: bool) -> Result<Submitted, SubmitError> {
         let tx = Transaction::parse(body).map_err(SubmitError::Invalid)?;
-        tx.check_id().map_err(SubmitError::Invalid)?;
+        tx.check_intrinsic().map_err(SubmitError::Invalid)?;
         self.verify_signatures(&tx).await?;
         {
             let mut inflight = self.inflight.lock().expect("inflight lock");

@@ -285,6 +285,21 @@ impl Transaction {
         }
     }
 
+    /// The id and the key-name rule, in BigchainDB's order: every check on the body alone
+    /// except signatures (which are batched separately). Ingest and block validation call it.
+    pub fn check_intrinsic(&self) -> Result<(), TxError> {
+        self.check_id()?;
+        self.check_key_names()
+    }
+
+    /// BigchainDB 2.x refuses a key in `asset.data` or `metadata` that starts with `$` or
+    /// contains `.` or a null character, at any depth (objects inside arrays too), so a Cairn
+    /// ledger must not hold one either. Values are not restricted.
+    pub fn check_key_names(&self) -> Result<(), TxError> {
+        check_keys_in(self.asset_data(), "asset")?;
+        check_keys_in(self.metadata(), "metadata")
+    }
+
     /// The 32-byte message each input signs, in input order.
     pub fn signing_messages(&self) -> Vec<[u8; 32]> {
         signing_messages(&self.raw, self.inputs.iter().map(|i| i.fulfills.as_ref()))
@@ -315,6 +330,25 @@ impl Transaction {
     /// `metadata` (may be null).
     pub fn metadata(&self) -> &Value {
         self.raw.get("metadata").unwrap_or(&Value::Null)
+    }
+}
+
+/// Walks every object key below `v`; `what` names the object in the error as BigchainDB does.
+fn check_keys_in(v: &Value, what: &str) -> Result<(), TxError> {
+    match v {
+        Value::Object(m) => {
+            for (k, inner) in m {
+                if k.starts_with('$') || k.contains('.') || k.contains('\0') {
+                    return Err(TxError::ValidationError(format!(
+                        "Invalid key name \"{k}\" in {what} object. The key name cannot contain characters \".\", \"$\" or null characters"
+                    )));
+                }
+                check_keys_in(inner, what)?;
+            }
+            Ok(())
+        }
+        Value::Array(items) => items.iter().try_for_each(|i| check_keys_in(i, what)),
+        _ => Ok(()),
     }
 }
 

@@ -116,9 +116,9 @@ impl Validator {
         self
     }
 
-    /// Id and every signature; no state needed.
+    /// Id, key names and every signature; no state needed.
     pub fn check_stateless(&self, tx: &Transaction) -> Result<(), TxError> {
-        tx.check_id()?;
+        tx.check_intrinsic()?;
         let checks = tx.signature_checks();
         let msgs = tx.signing_messages();
         match crypto::verify_all(&checks, &msgs).iter().position(|ok| !ok) {
@@ -220,7 +220,7 @@ impl Validator {
                         results.push(Ok(()));
                         continue;
                     }
-                    results.push(tx.check_id());
+                    results.push(tx.check_intrinsic());
                     if results[t].is_ok() {
                         let base_msg = msgs.len();
                         msgs.extend(tx.signing_messages());

@@ -58,8 +58,9 @@ fn bad_input_gets_a_clear_json_error() {
             (s, v, "Invalid transaction schema: version")
         },
         {
+            // BigchainDB answers 404 for a malformed id too (the driver's NotFoundError).
             let (s, v) = node.get("/api/v1/transactions/xyz");
-            (s, v, "Invalid hash")
+            (s, v, "Not found")
         },
         {
             let (s, v) = node.get(&format!("/api/v1/transactions/{}", "a".repeat(64)));
@@ -242,4 +243,90 @@ fn cli_configure_show_export_drop() {
     // a bad env value is named
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_cairn")).arg("-c").arg(&cfg).arg("show-config").env("CAIRN_STATSD_PORT", "lots").output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("CAIRN_STATSD_PORT"));
+}
+
+/// Every key form BigchainDB refuses, at every depth, in asset data and in metadata: 400 with
+/// BigchainDB's message, nothing stored. Unusual keys that are allowed, and any value, commit.
+#[test]
+fn key_names_bigchaindb_refuses_are_rejected_at_any_depth() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(dir.path(), &[]);
+    let k = Keypair::generate();
+    let forbidden = ["$set", "$", "a.b", ".", "trailing.", "nul\u{0}inside", "\u{0}"];
+    // Where the key sits: top level, nested object, object inside an array, array in an array.
+    let places: [fn(&str) -> Value; 4] = [
+        |key| json!({ key: 1 }),
+        |key| json!({"outer": {"inner": { key: "v" }}}),
+        |key| json!({"list": [1, { key: true }]}),
+        |key| json!({"rows": [[{"ok": [{ key: null }]}]]}),
+    ];
+    let mut refused = 0;
+    for key in forbidden {
+        for place in places {
+            for in_metadata in [false, true] {
+                let (asset, metadata) = if in_metadata { (json!({"fine": 1}), place(key)) } else { (place(key), Value::Null) };
+                let t = tx::build_create(&[&k], &[(vec![k.public_bytes()], 1)], asset, metadata);
+                let (s, v) = node.post(&body(&t), "async");
+                let what = if in_metadata { "metadata" } else { "asset" };
+                let want = format!(
+                    "Invalid transaction (ValidationError): Invalid key name \"{key}\" in {what} object. The key name cannot contain characters \".\", \"$\" or null characters"
+                );
+                assert_eq!((s, v), (400, json!({"status": 400, "message": want})), "key {key:?} in {what}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(refused, forbidden.len() * 8);
+    // Allowed: `$` not first, other punctuation, unicode, empty and blank keys; values are free.
+    let allowed_keys = ["a$", "price_$", "@type", "ключ", "", " ", "a-b/c:d", "x,y"];
+    let mut ok_ids = Vec::new();
+    for (i, key) in allowed_keys.iter().enumerate() {
+        let asset = json!({ *key: {"nested": [{ *key: "$set" }]}, "n": i });
+        let metadata = json!({ *key: "a.b", "v": "\u{0}$.", "arr": ["$x", {"y": "."}] });
+        let t = tx::build_create(&[&k], &[(vec![k.public_bytes()], 1)], asset, metadata);
+        let (s, v) = node.post(&body(&t), "async");
+        assert_eq!(s, 202, "key {key:?}: {v}");
+        ok_ids.push(t["id"].as_str().unwrap().to_string());
+    }
+    for id in &ok_ids {
+        node.wait_valid(id, Duration::from_secs(10));
+    }
+    let (_, info) = node.get("/");
+    assert_eq!(info["stats"]["committed"], ok_ids.len(), "only the allowed ones are stored: {info}");
+    assert_eq!(info["stats"]["since_start"]["rejected"], refused, "{info}");
+}
+
+#[test]
+fn index_paths_and_validators_match_bigchaindb() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(dir.path(), &[]);
+    let (_, api) = node.get("/api/v1/");
+    for (name, path) in [("transactions", "/transactions/"), ("assets", "/assets/"), ("metadata", "/metadata/"), ("outputs", "/outputs/"), ("blocks", "/blocks/"), ("validators", "/validators")] {
+        assert_eq!(api[name], path, "{api}");
+    }
+    assert!(api["streams"].as_str().unwrap().starts_with("ws://"), "{api}");
+    let (_, root) = node.get("/");
+    assert_eq!(root["api"]["v1"]["transactions"], "/api/v1/transactions/", "{root}");
+    assert_eq!(root["api"]["v1"]["validators"], "/api/v1/validators", "{root}");
+    // The only member is this node: its key, as upper-case hex of the 32 raw bytes.
+    let me = cairn::crypto::decode_public_key(root["public_key"].as_str().unwrap()).unwrap();
+    let hex: String = me.iter().map(|b| format!("{b:02X}")).collect();
+    let want = json!([{"pub_key": {"data": hex, "type": "ed25519"}, "power": 1}]);
+    assert_eq!(node.get("/api/v1/validators").1, want);
+    assert_eq!(node.get("/api/v1/validators/").1, want);
+    // With a keyring: every member once, this node included, in the federation's key order.
+    let others = [Keypair::generate().public_b58, Keypair::generate().public_b58];
+    let dir2 = tempfile::tempdir().unwrap();
+    let keyring = others.join(",");
+    let fed = NodeProc::start(dir2.path(), &[("CAIRN_KEYRING", keyring.as_str())]);
+    let mut members: Vec<String> = others.to_vec();
+    members.push(fed.get("/").1["public_key"].as_str().unwrap().to_string());
+    members.sort();
+    let hexes: Vec<Value> = members
+        .iter()
+        .map(|m| json!(cairn::crypto::decode_public_key(m).unwrap().iter().map(|b| format!("{b:02X}")).collect::<String>()))
+        .collect();
+    let (_, vals) = fed.get("/api/v1/validators");
+    let got: Vec<Value> = vals.as_array().unwrap().iter().map(|v| v["pub_key"]["data"].clone()).collect();
+    assert_eq!(got, hexes, "{vals}");
 }

@@ -324,3 +324,27 @@ fn in_flight_overlay_blocks_a_second_spend_before_commit() {
     let e = v.validate(&parse(&transfer(&transfer(&coin, 0, &a, &b, 1), 0, &b, &c, 1)), &l.store, &inflight, false).unwrap_err();
     assert!(e.to_string().contains("not committed yet"), "{e}");
 }
+
+#[test]
+fn forbidden_key_names_fail_in_blocks_too() {
+    // A member could put such a transaction straight into the engine's backlog: the vote must
+    // refuse it as ingest does, and leave the other transactions of the block alone.
+    let l = Ledger::new();
+    let k = Keypair::generate();
+    let bad = parse(&tx::build_create(&[&k], &[(vec![k.public_bytes()], 1)], json!({"list": [{"$gt": 1}]}), Value::Null));
+    let good = parse(&create(&k, 1));
+    let r = Validator::new().validate_block(&[bad.clone(), good], &l.store, &Overlay::default());
+    assert_eq!(r.iter().cloned().map(class).collect::<Vec<_>>(), ["ValidationError", "ok"]);
+    assert!(r[0].as_ref().unwrap_err().to_string().contains(r#"Invalid key name "$gt" in asset object"#), "{r:?}");
+    assert_eq!(class(Validator::new().check_stateless(&bad)), "ValidationError");
+}
+
+#[test]
+fn a_bad_id_is_reported_before_a_bad_key_name() {
+    // BigchainDB checks the id first, then key names.
+    let k = Keypair::generate();
+    let mut v = tx::build_create(&[&k], &[(vec![k.public_bytes()], 1)], json!({"a.b": 1}), Value::Null);
+    assert_eq!(class(parse(&v).check_intrinsic()), "ValidationError");
+    v["id"] = json!("0".repeat(64));
+    assert_eq!(class(parse(&v).check_intrinsic()), "InvalidHash");
+}

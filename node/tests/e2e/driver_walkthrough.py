@@ -126,6 +126,34 @@ async def main():
     bad["metadata"] = {"tampered": True}
     expect_rejected(bdb.transactions.send_async, bad, "InvalidHash", "tampered transaction")
     step("tampered transaction rejected (InvalidHash)")
+
+    # 9. a made-up id (well-formed or not) is NotFoundError, as with BigchainDB
+    for made_up in ["0" * 64, "not-a-transaction-id"]:
+        try:
+            bdb.transactions.retrieve(made_up)
+        except NotFoundError as e:
+            assert e.status_code == 404 and e.info == {"message": "Not found", "status": 404}, e.info
+        else:
+            raise AssertionError(f"retrieving {made_up!r} did not raise NotFoundError")
+    step("made-up transaction ids raise NotFoundError")
+
+    # 10. key names BigchainDB refuses in asset data and metadata, signed by the driver
+    for asset, metadata, bad_key, where in [
+        ({"data": {"$where": 1}}, None, "$where", "asset"),
+        ({"data": {"ok": [{"a.b": 1}]}}, None, "a.b", "asset"),
+        ({"data": {"ok": 1}}, {"deep": {"x\u0000y": 1}}, "x\u0000y", "metadata"),
+    ]:
+        p = bdb.transactions.prepare(operation="CREATE", signers=alice.public_key, asset=asset, metadata=metadata)
+        t = bdb.transactions.fulfill(p, private_keys=alice.private_key)
+        try:
+            bdb.transactions.send_async(t)
+        except BadRequest as e:
+            want = (f'Invalid transaction (ValidationError): Invalid key name "{bad_key}" in {where} object. '
+                    'The key name cannot contain characters ".", "$" or null characters')
+            assert e.info["message"] == want, e.info
+        else:
+            raise AssertionError(f"key {bad_key!r} in {where} was accepted")
+    step("forbidden key names in asset and metadata rejected (ValidationError)")
     listener.cancel()
 
 
