@@ -1,46 +1,260 @@
-//! `deployer`: will provision Cairn test clusters (EC2 or local processes), generate keyrings,
-//! start nodes and the monitor, and tear everything down. Not built yet: every command says
-//! so and exits non-zero, so no script mistakes it for a working deployment.
+//! `deployer`: provisions Cairn test clusters on EC2 and removes every trace of them.
+//! `up` (resumable, idempotent), `status`, `list`, `down`, `reap`, `ssh`. Configuring the
+//! hosts into a federation over SSH is the next step and not built yet: `up` says so.
 
-use clap::{Parser, Subcommand};
+mod aws;
+mod cluster;
+mod errors;
+mod keys;
+mod pricing;
+mod progress;
+mod up;
+mod userdata;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use cluster::Dir;
+use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "deployer", version, about = "Provision and tear down Cairn test clusters (NOT IMPLEMENTED YET)",
-    long_about = "Provision and tear down Cairn test clusters.\n\n\
-NOT IMPLEMENTED YET: the commands below are the planned interface and each one exits with\n\
-an error. Until then run a node with `cairn start` (see README.md).")]
+#[command(
+    name = "deployer",
+    version,
+    about = "Provision Cairn test clusters on EC2 and remove every trace of them",
+    long_about = "Provision Cairn test clusters on EC2 and remove every trace of them.\n\n\
+Every cluster gets its own VPC, subnet, internet gateway, route table, security group (SSH, API and\n\
+Grafana only from --allow-cidr), key pair and instances, all tagged cairn:cluster=NAME. Its record is\n\
+clusters/NAME/cluster.yaml (no secrets; the SSH key is a 0600 file beside it), rewritten after\n\
+every step: re-running `up` resumes and never duplicates. `down` removes by tag, without the record.\n\n\
+Credentials and region come from the standard AWS chain (environment, profiles, SSO, instance role);\n\
+AWS_ENDPOINT_URL is honoured. Hosts power themselves off at the TTL; `reap` removes expired clusters.\n\n\
+Not built yet: configuring the hosts into a federation (cairn, nats-server, keyrings, monitor)."
+)]
 struct Cli {
+    /// Where cluster records live (one directory per cluster)
+    #[arg(long, global = true, env = "CAIRN_CLUSTERS_DIR", default_value = "clusters")]
+    dir: PathBuf,
+    /// AWS profile (default: the chain's: AWS_PROFILE, then `default`)
+    #[arg(long, global = true, env = "AWS_PROFILE")]
+    profile: Option<String>,
+    /// AWS region (default: the cluster record's, then AWS_REGION / the profile's)
+    #[arg(long, global = true)]
+    region: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Provision N nodes with keyrings and start them (planned)
-    Up {
-        /// Number of nodes
-        #[arg(long, default_value_t = 4)]
-        nodes: usize,
+    /// Provision (or complete) a cluster: network, security group, key pair, N nodes + a monitor
+    Up(up::UpArgs),
+    /// Show a cluster's hosts as EC2 reports them, beside its record
+    Status(NameArg),
+    /// List every Cairn cluster in the region (found by tag), with expiry
+    List,
+    /// Remove everything tagged with the cluster, in dependency order; works without the record
+    Down(DownArgs),
+    /// Remove every cluster in the region whose TTL has passed
+    Reap {
+        /// Only list what would be removed
+        #[arg(long)]
+        dry_run: bool,
     },
-    /// Destroy everything a cluster state file records (planned)
-    Down,
-    /// Show the cluster's nodes and their health (planned)
-    Status,
-    /// Open a shell on one node (planned)
+    /// Open a shell on host I (a node index, or `monitor`), or run CMD there; host keys are pinned
     Ssh {
-        /// Node index
-        node: usize,
+        /// Node index (0-based) or `monitor`
+        host: String,
+        #[command(flatten)]
+        name: NameArg,
+        /// Command to run instead of a shell
+        #[arg(last = true)]
+        cmd: Vec<String>,
     },
+}
+
+#[derive(Args)]
+struct NameArg {
+    /// Cluster name
+    #[arg(long, default_value = "cairn")]
+    name: String,
+}
+
+#[derive(Args)]
+struct DownArgs {
+    #[command(flatten)]
+    name: NameArg,
+    /// How long to wait for instances to terminate, seconds
+    #[arg(long, default_value_t = 600)]
+    wait_timeout: u64,
 }
 
 fn main() {
     let cli = Cli::parse();
-    let name = match cli.cmd {
-        Cmd::Up { .. } => "up",
-        Cmd::Down => "down",
-        Cmd::Status => "status",
-        Cmd::Ssh { .. } => "ssh",
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let code = match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
     };
-    eprintln!("error: `deployer {name}` is not implemented yet; run a single node with `cairn start` (see README.md)");
-    std::process::exit(2);
+    std::process::exit(code);
+}
+
+async fn run(cli: Cli) -> Result<i32> {
+    let profile = cli.profile.as_deref();
+    match cli.cmd {
+        Cmd::Up(args) => up::up(&cli.dir, profile, cli.region.as_deref(), args).await,
+        Cmd::Status(n) => status(&cli.dir, profile, cli.region.as_deref(), &n.name).await,
+        Cmd::List => list(&cli.dir, profile, cli.region.as_deref()).await,
+        Cmd::Down(d) => down(&cli.dir, profile, cli.region.as_deref(), &d.name.name, Duration::from_secs(d.wait_timeout)).await,
+        Cmd::Reap { dry_run } => reap(&cli.dir, profile, cli.region.as_deref(), dry_run).await,
+        Cmd::Ssh { host, name, cmd } => ssh(&cli.dir, &name.name, &host, &cmd),
+    }
+}
+
+/// The region to use for an existing cluster: the flag, else its record's, else the chain's.
+fn region_for(dir: &Dir, flag: Option<&str>) -> Result<Option<String>> {
+    Ok(match flag {
+        Some(r) => Some(r.to_string()),
+        None => dir.load()?.map(|c| c.region),
+    })
+}
+
+async fn status(root: &std::path::Path, profile: Option<&str>, region: Option<&str>, name: &str) -> Result<i32> {
+    let dir = Dir::new(root, name);
+    let rec = dir.load()?.with_context(|| {
+        format!("no cluster record at {}: `deployer list` shows the clusters in a region, `deployer up --name {name}` makes one", dir.file().display())
+    })?;
+    let aws = aws::connect(profile, Some(region.unwrap_or(&rec.region))).await?;
+    let live = aws.instances(name).await?;
+    println!("cluster {name} in {}: created {}, expires {}{}", rec.region, rec.created, rec.expires, expiry_note(&rec.expires));
+    println!("{:<8} {:>5}  {:<21} {:<14} {:<10} {:<15} {:<15}", "ROLE", "INDEX", "INSTANCE", "TYPE", "STATE", "PRIVATE IP", "PUBLIC IP");
+    for h in &rec.nodes {
+        let l = h.instance_id.as_ref().and_then(|id| live.iter().find(|i| &i.id == id));
+        let state = l.map(|i| i.state.as_str()).unwrap_or(if h.instance_id.is_some() { "gone" } else { "not launched" });
+        println!(
+            "{:<8} {:>5}  {:<21} {:<14} {:<10} {:<15} {:<15}",
+            h.role,
+            h.index,
+            h.instance_id.as_deref().unwrap_or("-"),
+            h.instance_type,
+            state,
+            l.and_then(|i| i.private_ip.as_deref()).or(h.private_ip.as_deref()).unwrap_or("-"),
+            l.and_then(|i| i.public_ip.as_deref()).or(h.public_ip.as_deref()).unwrap_or("-"),
+        );
+    }
+    let strays: Vec<&aws::Instance> = live.iter().filter(|i| !rec.nodes.iter().any(|h| h.instance_id.as_deref() == Some(&i.id))).collect();
+    for s in &strays {
+        println!("{:<8} {:>5}  {:<21} {:<14} {:<10} (tagged with the cluster but not in its record: `deployer up` adopts it)", s.role, s.index, s.id, s.instance_type, s.state);
+    }
+    let wanted = rec.settings.nodes + usize::from(rec.settings.monitor_instance_type.is_some());
+    let running = rec.nodes.iter().filter(|h| h.instance_id.as_ref().is_some_and(|id| live.iter().any(|i| &i.id == id && i.state == "running"))).count();
+    println!("{running}/{wanted} hosts running");
+    Ok(0)
+}
+
+fn expiry_note(expires: &str) -> String {
+    match time::OffsetDateTime::parse(expires, &time::format_description::well_known::Rfc3339) {
+        Ok(t) => {
+            let left = t - time::OffsetDateTime::now_utc();
+            if left.is_negative() {
+                " (EXPIRED: `deployer reap` or `deployer down` removes it)".into()
+            } else {
+                format!(" ({}h{:02}m left)", left.whole_hours(), left.whole_minutes() % 60)
+            }
+        }
+        Err(_) => String::new(),
+    }
+}
+
+async fn list(root: &std::path::Path, profile: Option<&str>, region: Option<&str>) -> Result<i32> {
+    let aws = aws::connect(profile, region).await?;
+    let found = aws.clusters().await?;
+    if found.is_empty() {
+        println!("no Cairn clusters in {}", aws.region);
+        return Ok(0);
+    }
+    println!("{:<24} {:>9}  {:<22} {:<8}", "NAME", "INSTANCES", "EXPIRES", "RECORD");
+    for f in found {
+        let rec = if Dir::new(root, &f.name).file().exists() { "here" } else { "-" };
+        let exp = f.expires.clone().unwrap_or_else(|| "-".into());
+        println!("{:<24} {:>9}  {:<22} {:<8}{}", f.name, f.instances, exp, rec, f.expires.as_deref().map(expiry_note).unwrap_or_default());
+    }
+    Ok(0)
+}
+
+async fn down(root: &std::path::Path, profile: Option<&str>, region: Option<&str>, name: &str, wait: Duration) -> Result<i32> {
+    let dir = Dir::new(root, name);
+    let region = region_for(&dir, region)?;
+    let aws = aws::connect(profile, region.as_deref()).await?;
+    let p = progress::Progress::new();
+    p.say(&format!("removing cluster {name} in {} (everything tagged {}={name})", aws.region, cluster::TAG_CLUSTER));
+    let removed = aws.remove(name, wait, &|m| p.say(m)).await?;
+    let left = aws.remaining(name).await?;
+    if !left.is_empty() {
+        eprintln!("error: {} resources tagged with {name} remain: {}; run `deployer down --name {name}` again, or remove them in the console", left.len(), left.join(", "));
+        return Ok(1);
+    }
+    if dir.path.exists() {
+        std::fs::remove_dir_all(&dir.path).with_context(|| format!("removing {}", dir.path.display()))?;
+        p.say(&format!("removed the local record {}", dir.path.display()));
+    }
+    println!("cluster {name}: removed {} resources; nothing tagged with it remains in {}", removed.len(), aws.region);
+    Ok(0)
+}
+
+async fn reap(root: &std::path::Path, profile: Option<&str>, region: Option<&str>, dry_run: bool) -> Result<i32> {
+    let aws = aws::connect(profile, region).await?;
+    let now = time::OffsetDateTime::now_utc();
+    let expired: Vec<aws::Found> = aws
+        .clusters()
+        .await?
+        .into_iter()
+        .filter(|f| {
+            f.expires
+                .as_deref()
+                .and_then(|e| time::OffsetDateTime::parse(e, &time::format_description::well_known::Rfc3339).ok())
+                .is_some_and(|t| t <= now)
+        })
+        .collect();
+    if expired.is_empty() {
+        println!("no expired Cairn clusters in {}", aws.region);
+        return Ok(0);
+    }
+    let mut code = 0;
+    for f in expired {
+        if dry_run {
+            println!("would remove {} (expired {}, {} instances)", f.name, f.expires.unwrap_or_default(), f.instances);
+            continue;
+        }
+        println!("reaping {} (expired {})", f.name, f.expires.clone().unwrap_or_default());
+        let c = down(root, profile, Some(&aws.region), &f.name, Duration::from_secs(600)).await?;
+        code = code.max(c);
+    }
+    Ok(code)
+}
+
+fn ssh(root: &std::path::Path, name: &str, host: &str, cmd: &[String]) -> Result<i32> {
+    let dir = Dir::new(root, name);
+    let rec = dir.load()?.with_context(|| format!("no cluster record at {}", dir.file().display()))?;
+    let (role, index) = match host {
+        "monitor" => ("monitor", 0),
+        i => ("node", i.parse::<usize>().with_context(|| format!("host {i:?} is neither a node index nor `monitor`"))?),
+    };
+    let h = rec.host(role, index).with_context(|| format!("cluster {name} has no {role} {index} (`deployer status --name {name}`)"))?;
+    let addr = if rec.ssh.connect == "private" { h.private_ip.as_deref() } else { h.public_ip.as_deref() };
+    let Some(addr) = addr else { bail!("{role} {index} has no {} address yet: run `deployer up --name {name}` to finish it", rec.ssh.connect) };
+    use std::os::unix::process::CommandExt;
+    let err = std::process::Command::new("ssh")
+        .arg("-i")
+        .arg(dir.join(&rec.ssh.key_file))
+        .args(["-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes", "-o", "GlobalKnownHostsFile=/dev/null"])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", dir.join(&rec.ssh.known_hosts_file).display()))
+        .arg(format!("{}@{addr}", rec.ssh.user))
+        .args(cmd)
+        .exec();
+    bail!("could not run ssh: {err} (install the OpenSSH client)")
 }
