@@ -9,7 +9,7 @@
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use cairn::crypto::Keypair;
+use ledger::crypto::Keypair;
 use clap::Parser;
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
@@ -103,19 +103,64 @@ fn raw_verify_rate() -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// What `--raw-jetstream` needs from a node's config file (`[database]`: servers, user,
+/// password, replicas), read without the node runtime.
+#[derive(serde::Deserialize)]
+struct EngineAccess {
+    #[serde(default)]
+    servers: Vec<String>,
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default = "default_replicas")]
+    replicas: usize,
+}
+
+fn default_replicas() -> usize {
+    3
+}
+
+impl EngineAccess {
+    fn load(path: &std::path::Path) -> Result<Self> {
+        #[derive(serde::Deserialize)]
+        struct File {
+            database: Option<toml::Value>,
+        }
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading node config {}", path.display()))?;
+        let file: File = toml::from_str(&text).with_context(|| format!("{} is not a cairn config (TOML)", path.display()))?;
+        let db = file.database.with_context(|| format!("{} has no [database] section: pass a JetStream member's config.toml", path.display()))?;
+        let access: EngineAccess = db.try_into().with_context(|| format!("[database] in {}", path.display()))?;
+        if access.servers.is_empty() {
+            anyhow::bail!("{} lists no database.servers: --raw-jetstream needs a JetStream member's config", path.display());
+        }
+        Ok(access)
+    }
+
+    async fn connect(&self) -> Result<async_nats::jetstream::Context> {
+        let mut opts = async_nats::ConnectOptions::new().connection_timeout(std::time::Duration::from_secs(10)).name("loadgen");
+        if !self.user.is_empty() {
+            opts = opts.user_and_password(self.user.clone(), self.password.clone());
+        }
+        let servers: Vec<&str> = self.servers.iter().map(String::as_str).collect();
+        let client = opts.connect(servers).await.with_context(|| format!("connecting to the engine at {}", self.servers.join(",")))?;
+        Ok(async_nats::jetstream::new(client))
+    }
+}
+
 /// Publishes `count` messages of `size` bytes to a scratch stream with the node streams'
 /// replica count, asynchronously with at most 256 unacknowledged, each with its own
 /// `Nats-Msg-Id` as the node's backlog writes carry; returns messages/s. The stream is deleted
 /// afterwards.
 async fn raw_jetstream_rate(config: &std::path::Path, count: usize, size: usize) -> Result<f64> {
-    let cfg = cairn::config::Config::load(config)?;
-    let js = cairn::engine::connect(&cfg.database).await?;
+    let db = EngineAccess::load(config)?;
+    let js = db.connect().await?;
     let name = "LOADGEN_RAW";
     let _ = js.delete_stream(name).await;
     js.create_stream(async_nats::jetstream::stream::Config {
         name: name.into(),
         subjects: vec!["loadgen.raw".into()],
-        num_replicas: cairn::engine::effective_replicas(&cfg.database),
+        num_replicas: db.replicas.clamp(1, db.servers.len().max(1)),
         storage: async_nats::jetstream::stream::StorageType::File,
         ..Default::default()
     })
@@ -183,18 +228,18 @@ async fn run(args: Args) -> Result<()> {
     let raw_rate = raw_verify_rate();
     let raw_js = match &args.raw_jetstream {
         Some(cfg) => {
-            eprintln!("measuring raw JetStream publish rate ({} messages of {} B)...", args.count, cairn::workload::TX_BYTES);
-            Some(raw_jetstream_rate(cfg, args.count, cairn::workload::TX_BYTES).await?)
+            eprintln!("measuring raw JetStream publish rate ({} messages of {} B)...", args.count, ledger::workload::TX_BYTES);
+            Some(raw_jetstream_rate(cfg, args.count, ledger::workload::TX_BYTES).await?)
         }
         None => None,
     };
-    eprintln!("pre-signing {} transactions ({} B each)...", args.count, cairn::workload::TX_BYTES);
+    eprintln!("pre-signing {} transactions ({} B each)...", args.count, ledger::workload::TX_BYTES);
     let t_sign = Instant::now();
     // Fresh random keys per thread make every run's transactions unique.
     let bodies: Vec<(String, Bytes)> = (0..args.count as u64)
         .into_par_iter()
         .map_init(Keypair::generate, |k, i| {
-            let v = cairn::workload::create_tx(k, i);
+            let v = ledger::workload::create_tx(k, i);
             (v["id"].as_str().expect("id").to_string(), Bytes::from(serde_json::to_vec(&v).expect("json")))
         })
         .collect();
@@ -362,7 +407,7 @@ async fn run(args: Args) -> Result<()> {
         nodes, tx_bytes, n_accepted as f64 / accept_secs, committed_tps, pct(&commit_hist, 0.99), raw_rate, committed_tps / raw_rate
     );
     if let Some(r) = raw_js {
-        eprintln!("raw JetStream publish {r:.0} msg/s of {} B; accepted/raw ratio {:.2}", cairn::workload::TX_BYTES, n_accepted as f64 / accept_secs / r);
+        eprintln!("raw JetStream publish {r:.0} msg/s of {} B; accepted/raw ratio {:.2}", ledger::workload::TX_BYTES, n_accepted as f64 / accept_secs / r);
     }
     if let Some(out) = &args.out {
         if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {

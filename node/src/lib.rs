@@ -1,18 +1,13 @@
-//! Cairn node library: the ledger core (transactions, crypto-conditions, validation), the
-//! embedded engine and local state, the block/vote pipeline and the HTTP API. The `cairn`
-//! binary and `loadgen` are thin layers over it.
+//! Cairn node library: the node runtime around the ledger core (`cairn-ledger`): the engines
+//! and local state, the block/vote pipeline and the HTTP API. The ledger modules are
+//! re-exported here so `cairn::tx`, `cairn::crypto`, … keep working for the node's code and
+//! tests; `loadgen` depends on `cairn-ledger` alone.
 
-pub mod canonical;
-pub mod cc;
-pub mod crypto;
-pub mod der;
-pub mod tx;
-pub mod validation;
-pub mod block;
+pub use ledger::{block, canonical, cc, crypto, der, tx, validation, workload};
+
 pub mod store;
 pub mod engine;
 pub mod devcluster;
 pub mod config;
 pub mod node;
 pub mod api;
-pub mod workload;

@@ -1,7 +1,7 @@
 //! Property tests for the parsers and encoders on the hot path.
 
-use cairn::cc::{Condition, Details, Fulfillment};
-use cairn::crypto::Keypair;
+use ledger::cc::{Condition, Details, Fulfillment};
+use ledger::crypto::Keypair;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
@@ -38,10 +38,10 @@ proptest! {
     /// Canonical text parses back to the same value, and is a fixed point.
     #[test]
     fn canonical_round_trips(v in json_value()) {
-        let s = cairn::canonical::to_string(&v);
+        let s = ledger::canonical::to_string(&v);
         let back: Value = serde_json::from_str(&s).unwrap();
         prop_assert_eq!(&back, &v);
-        prop_assert_eq!(cairn::canonical::to_string(&back), s);
+        prop_assert_eq!(ledger::canonical::to_string(&back), s);
     }
 
     /// Arbitrary bytes never panic the fulfillment parser, and whatever parses re-encodes to
@@ -59,13 +59,13 @@ proptest! {
     /// Arbitrary bodies never panic the transaction parser.
     #[test]
     fn transaction_parser_is_total(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
-        let _ = cairn::tx::Transaction::parse(&bytes);
+        let _ = ledger::tx::Transaction::parse(&bytes);
     }
 
     /// Arbitrary JSON never panics the transaction parser.
     #[test]
     fn transaction_parser_is_total_on_json(v in json_value()) {
-        let _ = cairn::tx::Transaction::from_value(v);
+        let _ = ledger::tx::Transaction::from_value(v);
     }
 
     /// Condition URIs round-trip, and a signed m-of-n threshold fulfillment re-encodes and

@@ -1,9 +1,9 @@
 //! Byte-for-byte compatibility with the official driver and the Python `cryptoconditions`
 //! package: every vector in `vectors/` was produced by them (`vectors/gen_vectors.py`).
 
-use cairn::cc::{Condition, Details, Fulfillment};
-use cairn::crypto::Keypair;
-use cairn::tx::{self, Spend, Transaction};
+use ledger::cc::{Condition, Details, Fulfillment};
+use ledger::crypto::Keypair;
+use ledger::tx::{self, Spend, Transaction};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -18,7 +18,7 @@ fn canonical_serialization_matches_driver() {
     let vectors = vectors.as_array().unwrap();
     assert!(vectors.len() >= 8);
     for v in vectors {
-        assert_eq!(cairn::canonical::to_string(&v["value"]), v["canonical"].as_str().unwrap());
+        assert_eq!(ledger::canonical::to_string(&v["value"]), v["canonical"].as_str().unwrap());
     }
 }
 
@@ -38,7 +38,7 @@ fn conditions_and_fulfillments_match_cryptoconditions() {
         let mut sigs = Vec::new();
         f.collect_signatures(&mut sigs);
         for s in &sigs {
-            assert!(cairn::crypto::verify_one(s, &msg), "{name}: signature");
+            assert!(ledger::crypto::verify_one(s, &msg), "{name}: signature");
         }
         if let Some(d) = v.get("details").filter(|d| !d.is_null()) {
             assert_eq!(Details::from_json(d).unwrap().condition(), c, "{name}: details");
@@ -69,7 +69,7 @@ fn driver_transactions_parse_and_verify() {
         let msgs = tx.signing_messages();
         let checks = tx.signature_checks();
         assert!(!checks.is_empty());
-        assert!(cairn::crypto::verify_all(&checks, &msgs).iter().all(|ok| *ok), "{name}: signatures");
+        assert!(ledger::crypto::verify_all(&checks, &msgs).iter().all(|ok| *ok), "{name}: signatures");
     }
 }
 
@@ -98,7 +98,7 @@ fn builder_reproduces_driver_transactions() {
             .unwrap()
             .iter()
             .map(|o| {
-                let owners = o["public_keys"].as_array().unwrap().iter().map(|s| cairn::crypto::decode_public_key(s.as_str().unwrap()).unwrap()).collect();
+                let owners = o["public_keys"].as_array().unwrap().iter().map(|s| ledger::crypto::decode_public_key(s.as_str().unwrap()).unwrap()).collect();
                 (owners, o["amount"].as_str().unwrap().parse().unwrap())
             })
             .collect();
