@@ -67,7 +67,8 @@ pub fn router(node: Arc<Node>) -> Router {
     for (path, handler) in routes {
         r = r.route(path, handler.clone()).route(&format!("{path}/"), handler);
     }
-    r.fallback(|| async { not_found() })
+    r.route_layer(axum::middleware::from_fn_with_state(node.clone(), timed))
+        .fallback(|| async { not_found() })
         .layer(DefaultBodyLimit::max(limit))
         .layer(tower_http::cors::CorsLayer::permissive())
         .with_state(node)
@@ -83,7 +84,27 @@ pub fn ws_router(node: Arc<Node>) -> Router {
         .with_state(node)
 }
 
-async fn stream(mut socket: WebSocket, node: Arc<Node>) {
+/// Times a sampled share of requests (`api.request_us`, tagged with the route without its
+/// trailing slash, and the status).
+async fn timed(State(node): AppState, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if !node.metrics.sample() {
+        return next.run(req).await;
+    }
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().trim_end_matches('/').to_string()).unwrap_or_default();
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    let us = started.elapsed().as_micros() as u64;
+    node.metrics.send_sampled_time(crate::metrics::name::API_REQUEST_US, us, &[("route", if route.is_empty() { "/" } else { &route }), ("status", resp.status().as_str())]);
+    resp
+}
+
+async fn stream(socket: WebSocket, node: Arc<Node>) {
+    node.stats.ws_clients.fetch_add(1, Ordering::Relaxed);
+    serve_stream(socket, &node).await;
+    node.stats.ws_clients.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn serve_stream(mut socket: WebSocket, node: &Node) {
     let mut rx = node.subscribe();
     loop {
         tokio::select! {
@@ -218,10 +239,13 @@ async fn post_transaction(State(node): AppState, Query(p): Params, body: Result<
     let crate::node::Submitted { tx, canonical, waiter } = match submitted {
         Ok(ok) => ok,
         Err(SubmitError::Invalid(e)) => {
-            node.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            node.stats.reject(e.class());
             return Err(bad(e.http_message()));
         }
-        Err(SubmitError::Unavailable(m)) => return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, m)),
+        Err(SubmitError::Unavailable(m)) => {
+            node.stats.reject("Unavailable");
+            return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, m));
+        }
     };
     if let Some(w) = waiter {
         let timeout = Duration::from_secs(node.config.server.commit_timeout_secs);

@@ -9,5 +9,6 @@ pub mod store;
 pub mod engine;
 pub mod devcluster;
 pub mod config;
+pub mod metrics;
 pub mod node;
 pub mod api;

@@ -16,13 +16,14 @@ use crate::block::{self, Block, BlockBody, Decision, Vote, VoteBody};
 use crate::config::Config;
 use crate::crypto::Keypair;
 use crate::engine::{Embedded, Engine, JetStream};
+use crate::metrics::{self, Counters, Metrics};
 use crate::store::{cursor, Store};
 use crate::tx::{Transaction, TxError};
 use crate::validation::{Overlay, Validator};
 use anyhow::{Context, Result};
 use dashmap::DashMap;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -78,7 +79,7 @@ struct VerifyJob {
 
 /// Verifies the signatures of concurrent submissions together: drains every queued job
 /// (up to ~1000 signatures) into one batch.
-fn sig_verifier(mut rx: mpsc::Receiver<VerifyJob>) {
+fn sig_verifier(mut rx: mpsc::Receiver<VerifyJob>, metrics: &Metrics) {
     while let Some(first) = rx.blocking_recv() {
         let mut n = first.checks.len();
         let mut jobs = vec![first];
@@ -98,7 +99,10 @@ fn sig_verifier(mut rx: mpsc::Receiver<VerifyJob>) {
             msgs.extend_from_slice(&j.msgs);
             checks.extend(j.checks.iter().map(|(c, m)| (*c, base + m)));
         }
+        let started = Instant::now();
         let verdicts = crate::crypto::verify_all(&checks, &msgs);
+        metrics.time(metrics::name::SIG_BATCH_US, started.elapsed().as_micros() as u64);
+        metrics.time(metrics::name::SIG_BATCH_SIZE, checks.len() as u64);
         let mut at = 0;
         for j in jobs {
             let k = j.checks.len();
@@ -115,16 +119,6 @@ struct Pending {
     ack: oneshot::Sender<Result<(), String>>,
 }
 
-/// Counters for the info endpoint and logs.
-#[derive(Default)]
-pub struct Stats {
-    /// Transactions answered 202.
-    pub accepted: AtomicU64,
-    /// Transactions answered 4xx.
-    pub rejected: AtomicU64,
-    /// Blocks this node created.
-    pub blocks_built: AtomicU64,
-}
 
 /// The node: shared by the HTTP handlers and the pipeline threads.
 pub struct Node {
@@ -142,8 +136,10 @@ pub struct Node {
     write_partitions: Vec<u32>,
     /// Validation rules.
     pub validator: Validator,
-    /// Counters.
-    pub stats: Stats,
+    /// Counters (on `GET /` and sent as StatsD counters).
+    pub stats: Arc<Counters>,
+    /// StatsD emission.
+    pub metrics: Arc<Metrics>,
     inflight: Mutex<Overlay>,
     /// Transactions this node parsed and verified at ingest, until decided: the vote uses
     /// these objects instead of re-reading, re-parsing and re-verifying their bodies.
@@ -183,6 +179,9 @@ impl Node {
         let (tx, rx) = mpsc::channel(65_536);
         let (verify_q, verify_rx) = mpsc::channel(65_536);
         let (events, _) = broadcast::channel(16_384);
+        let stats = Arc::new(Counters::default());
+        let metrics = Arc::new(Metrics::start(&config.statsd, &key.public_b58[..8], "node", stats.clone()));
+        let verifier_metrics = metrics.clone();
         let node = Arc::new(Node {
             config,
             key,
@@ -191,7 +190,8 @@ impl Node {
             federation,
             write_partitions,
             validator,
-            stats: Stats::default(),
+            stats,
+            metrics,
             inflight: Mutex::new(Overlay::default()),
             pending: DashMap::new(),
             verify_q,
@@ -215,7 +215,7 @@ impl Node {
         };
         let builder = spawn("block-builder", |n| run_logged("block builder", &n, block_builder));
         let consensus = spawn("consensus", |n| run_logged("consensus", &n, consensus));
-        let verifier = std::thread::Builder::new().name("sig-verifier".into()).spawn(move || sig_verifier(verify_rx))?;
+        let verifier = std::thread::Builder::new().name("sig-verifier".into()).spawn(move || sig_verifier(verify_rx, &verifier_metrics))?;
         node.threads.lock().expect("threads lock").extend([writer, builder, consensus]);
         drop(verifier); // ends by itself when the node (the job sender) is dropped
         let mut last_log = Instant::now();
@@ -243,6 +243,7 @@ impl Node {
         for t in threads {
             let _ = t.join();
         }
+        self.metrics.shutdown();
     }
 
     /// Who builds partition `p` when nothing was built from it for `stalled`: its owner,
@@ -267,6 +268,8 @@ impl Node {
     /// also returns a receiver that yields the decision of the block that includes it.
     /// Returns the transaction and its canonical text (what was stored).
     pub async fn submit(&self, body: &[u8], wait_commit: bool) -> Result<Submitted, SubmitError> {
+        self.stats.received.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
         let tx = Transaction::parse(body).map_err(SubmitError::Invalid)?;
         tx.check_intrinsic().map_err(SubmitError::Invalid)?;
         self.verify_signatures(&tx).await?;
@@ -281,6 +284,7 @@ impl Node {
             }
             inflight.add(&tx);
         }
+        self.metrics.sampled_time(metrics::name::TX_VALIDATION_US, started.elapsed().as_micros() as u64, &[]);
         let tx = Arc::new(tx);
         self.pending.insert(tx.id.clone(), tx.clone());
         let waiter = wait_commit.then(|| {
@@ -418,10 +422,12 @@ fn backlog_writer(node: Arc<Node>, mut rx: mpsc::Receiver<Pending>) {
         }
         let mut results = BTreeMap::new();
         for (partition, items) in by_partition {
+            let started = Instant::now();
             let result = node.engine.append_backlog(partition, &items, None).map_err(|e| {
                 tracing::error!("backlog append failed: {e:#}");
                 format!("the engine did not confirm the write ({e:#}); it may have been stored after all and would then still commit: check /api/v1/statuses before resending")
             });
+            node.metrics.time(metrics::name::ENGINE_PUBLISH_US, started.elapsed().as_micros() as u64);
             results.insert(partition, result);
         }
         for p in batch {
@@ -440,11 +446,20 @@ fn block_builder(node: &Arc<Node>) -> Result<()> {
     let mut stalled: Vec<(u64, Instant)> = vec![(u64::MAX, Instant::now()); partitions as usize];
     let my_index = node.federation.iter().position(|k| *k == node.key.public_b58).unwrap_or(0);
     let mut taken_over = vec![false; partitions as usize];
+    let mut depth_sent = Instant::now() - Duration::from_secs(10);
     while !node.stop.load(Ordering::SeqCst) {
         let mut built_any = false;
+        let send_depth = depth_sent.elapsed() >= Duration::from_secs(1);
+        if send_depth {
+            depth_sent = Instant::now();
+        }
         for p in 0..partitions {
             let i = p as usize;
             let built = store.partition_cursor(cursor::BUILT_UPTO, p)?;
+            if send_depth {
+                let depth = store.partition_cursor(cursor::BACKLOG_NEXT, p)?.saturating_sub(built);
+                node.metrics.gauge(metrics::name::BACKLOG_DEPTH, depth, &[("partition", &p.to_string())]);
+            }
             next[i] = next[i].max(built);
             if store.partition_cursor(cursor::BACKLOG_NEXT, p)? <= next[i] || stalled[i].0 != built {
                 stalled[i] = (built, Instant::now());
@@ -505,6 +520,7 @@ fn build_block(node: &Node, p: u32, next: &mut u64) -> Result<bool> {
         let b = Block::new(&node.key, body);
         node.engine.append_block(&b)?;
         node.stats.blocks_built.fetch_add(1, Ordering::Relaxed);
+        node.metrics.time(metrics::name::BLOCK_SIZE_TXS, b.block.transactions.len() as u64);
         tracing::debug!(partition = p, txs = b.block.transactions.len(), "block built");
         node.new_block.notify();
     }
@@ -513,6 +529,8 @@ fn build_block(node: &Node, p: u32, next: &mut u64) -> Result<bool> {
 }
 
 struct PendingBlock {
+    /// When this node read the block (for the decision latency).
+    seen: Instant,
     block: Block,
     txs: Vec<Arc<Transaction>>,
     valid: Vec<bool>,
@@ -590,7 +608,7 @@ fn consensus(node: &Arc<Node>) -> Result<()> {
         let Some(b) = store.block(h)? else { break };
         let Some((txs, valid, _)) = wait_for(node, || load_and_validate(node, &b, &overlay))? else { return Ok(()) };
         txs.iter().zip(&valid).filter(|(_, v)| **v).for_each(|(t, _)| overlay.add(t));
-        pending.insert(h, PendingBlock { block: b, txs, valid });
+        pending.insert(h, PendingBlock { seen: Instant::now(), block: b, txs, valid });
     }
     let mut previous = match voted.checked_sub(1) {
         Some(h) => store.block(h)?.map(|b| b.id).unwrap_or_default(),
@@ -615,11 +633,12 @@ fn consensus(node: &Arc<Node>) -> Result<()> {
                         },
                     );
                     node.engine.append_vote(voted, &vote)?;
+                    node.stats.votes[usize::from(!is_valid)].fetch_add(1, Ordering::Relaxed);
                 }
                 store.set_cursor(cursor::VOTED, voted + 1)?;
                 txs.iter().zip(&valid).filter(|(_, v)| **v).for_each(|(t, _)| overlay.add(t));
                 previous = b.id.clone();
-                pending.insert(voted, PendingBlock { block: b, txs, valid });
+                pending.insert(voted, PendingBlock { seen: Instant::now(), block: b, txs, valid });
                 voted += 1;
                 progressed = true;
             }
@@ -633,6 +652,7 @@ fn consensus(node: &Arc<Node>) -> Result<()> {
             }
             let mut p = pending.remove(&applied).expect("present");
             p.txs.iter().for_each(|t| overlay.remove(t));
+            node.stats.decided[usize::from(d != Decision::Valid)].fetch_add(1, Ordering::Relaxed);
             if d == Decision::Valid {
                 if p.txs.len() != p.block.block.transactions.len() {
                     // The majority accepted a block this node rejected before reading it.
@@ -640,6 +660,7 @@ fn consensus(node: &Arc<Node>) -> Result<()> {
                     p.txs = txs;
                 }
                 store.apply(applied, Decision::Valid, &p.txs)?;
+                node.stats.committed.fetch_add(p.txs.len() as u64, Ordering::Relaxed);
                 let mut inflight = node.inflight.lock().expect("inflight lock");
                 for t in &p.txs {
                     inflight.remove(t);
@@ -668,12 +689,15 @@ fn consensus(node: &Arc<Node>) -> Result<()> {
                 }
                 drop(inflight);
                 if !again.is_empty() {
+                    node.stats.requeued.fetch_add(again.len() as u64, Ordering::Relaxed);
                     tracing::warn!(height = applied, count = again.len(), "block decided invalid; returning its valid transactions to the backlog");
                     node.engine.append_backlog(p.block.block.partition, &again, Some(&p.block.id))?;
                     node.new_backlog.notify();
                 }
             }
+            node.metrics.time(metrics::name::BLOCK_DECISION_US, p.seen.elapsed().as_micros() as u64);
             applied += 1;
+            node.stats.applied_height.store(applied, Ordering::Relaxed);
             progressed = true;
         }
         if !progressed {
