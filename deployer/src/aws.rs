@@ -552,41 +552,57 @@ impl Aws {
         Ok(found.into_values().collect())
     }
 
-    /// Everything still tagged with the cluster, as "kind id" lines (what `down` must remove).
-    pub async fn remaining(&self, cluster: &str) -> Result<Vec<String>> {
-        let f = || by_cluster(cluster);
-        let e = |e: &dyn std::fmt::Display| anyhow!("listing what is left of {cluster}: {e}");
-        let mut left = Vec::new();
-        for i in self.instances(cluster).await? {
-            left.push(format!("instance {} ({})", i.id, i.state));
+    /// Everything tagged with the cluster, by kind (what `down` removes and then re-checks).
+    pub async fn tagged(&self, cluster: &str) -> Result<Tagged> {
+        macro_rules! describe {
+            ($call:ident, $what:literal) => {
+                self.ec2.$call().filters(by_cluster(cluster)).send().await.map_err(|e| self.explain(&e, concat!("listing ", $what), cluster))?
+            };
         }
-        let o = self.ec2.describe_addresses().filters(f()).send().await.map_err(|x| e(&errors::explain(&x, "", "", &self.region)))?;
-        left.extend(o.addresses().iter().map(|a| format!("address {}", a.allocation_id().unwrap_or_default())));
-        let o = self.ec2.describe_volumes().filters(f()).send().await.map_err(|x| e(&errors::explain(&x, "", "", &self.region)))?;
-        left.extend(o.volumes().iter().map(|v| format!("volume {}", v.volume_id().unwrap_or_default())));
-        let o = self.ec2.describe_security_groups().filters(f()).send().await.map_err(|x| e(&errors::explain(&x, "", "", &self.region)))?;
-        left.extend(o.security_groups().iter().map(|g| format!("security-group {}", g.group_id().unwrap_or_default())));
-        left.extend(self.placement_groups(cluster).await?.into_iter().map(|g| format!("placement-group {g}")));
-        let o = self.ec2.describe_subnets().filters(f()).send().await.map_err(|x| e(&errors::explain(&x, "", "", &self.region)))?;
-        left.extend(o.subnets().iter().map(|s| format!("subnet {}", s.subnet_id().unwrap_or_default())));
-        let o = self.ec2.describe_route_tables().filters(f()).send().await.map_err(|x| e(&errors::explain(&x, "", "", &self.region)))?;
-        left.extend(o.route_tables().iter().map(|r| format!("route-table {}", r.route_table_id().unwrap_or_default())));
-        let o = self.ec2.describe_internet_gateways().filters(f()).send().await.map_err(|x| e(&errors::explain(&x, "", "", &self.region)))?;
-        left.extend(o.internet_gateways().iter().map(|g| format!("internet-gateway {}", g.internet_gateway_id().unwrap_or_default())));
-        let o = self.ec2.describe_vpcs().filters(f()).send().await.map_err(|x| e(&errors::explain(&x, "", "", &self.region)))?;
-        left.extend(o.vpcs().iter().map(|v| format!("vpc {}", v.vpc_id().unwrap_or_default())));
-        let o = self.ec2.describe_key_pairs().filters(f()).send().await.map_err(|x| e(&errors::explain(&x, "", "", &self.region)))?;
-        left.extend(o.key_pairs().iter().map(|k| format!("key-pair {}", k.key_name().unwrap_or_default())));
-        Ok(left)
+        let addresses = describe!(describe_addresses, "addresses");
+        let volumes = describe!(describe_volumes, "volumes");
+        let groups = describe!(describe_security_groups, "security groups");
+        let subnets = describe!(describe_subnets, "subnets");
+        let tables = describe!(describe_route_tables, "route tables");
+        let gateways = describe!(describe_internet_gateways, "internet gateways");
+        let vpcs = describe!(describe_vpcs, "VPCs");
+        let keys = describe!(describe_key_pairs, "key pairs");
+        let ids = |v: Vec<Option<&str>>| v.into_iter().flatten().map(str::to_string).collect::<Vec<_>>();
+        Ok(Tagged {
+            instances: self.instances(cluster).await?,
+            addresses: addresses.addresses().iter().map(|a| (a.allocation_id().unwrap_or_default().to_string(), a.association_id().map(str::to_string))).collect(),
+            volumes: ids(volumes.volumes().iter().map(|v| v.volume_id()).collect()),
+            security_groups: ids(groups.security_groups().iter().map(|g| g.group_id()).collect()),
+            placement_groups: self.placement_groups(cluster).await?,
+            subnets: ids(subnets.subnets().iter().map(|x| x.subnet_id()).collect()),
+            route_tables: tables
+                .route_tables()
+                .iter()
+                .map(|r| {
+                    let assoc = r.associations().iter().filter(|a| !a.main().unwrap_or(false)).filter_map(|a| a.route_table_association_id().map(str::to_string)).collect();
+                    (r.route_table_id().unwrap_or_default().to_string(), assoc)
+                })
+                .collect(),
+            internet_gateways: gateways
+                .internet_gateways()
+                .iter()
+                .map(|g| (g.internet_gateway_id().unwrap_or_default().to_string(), g.attachments().iter().filter_map(|a| a.vpc_id().map(str::to_string)).collect()))
+                .collect(),
+            vpcs: ids(vpcs.vpcs().iter().map(|v| v.vpc_id()).collect()),
+            key_pairs: ids(keys.key_pairs().iter().map(|k| k.key_name()).collect()),
+        })
     }
 
     /// Removes everything tagged with the cluster, in dependency order: instances (waiting
     /// until terminated), addresses, volumes, security group, placement group, subnet, route
     /// table, internet gateway, VPC, key pair. Returns what it removed; `report` is told of
-    /// each step as it happens.
+    /// each removal as it happens.
     pub async fn remove(&self, cluster: &str, wait: Duration, report: &dyn Fn(&str)) -> Result<Vec<String>> {
         let mut removed = Vec::new();
-        let f = || by_cluster(cluster);
+        let mut done = |what: String| {
+            report(&format!("removed {what}"));
+            removed.push(what);
+        };
         let instances = self.instances(cluster).await?;
         if !instances.is_empty() {
             let ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
@@ -609,88 +625,59 @@ impl Aws {
                 }
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
-            removed.extend(ids.iter().map(|i| format!("instance {i}")));
+            ids.iter().for_each(|i| done(format!("instance {i}")));
         }
-        let o = self.ec2.describe_addresses().filters(f()).send().await.map_err(|e| self.explain(&e, "listing addresses", cluster))?;
-        for a in o.addresses() {
-            if let Some(assoc) = a.association_id() {
-                let _ = self.ec2.disassociate_address().association_id(assoc).send().await;
+        let t = self.tagged(cluster).await?;
+        for (id, assoc) in &t.addresses {
+            if let Some(a) = assoc {
+                let _ = self.ec2.disassociate_address().association_id(a).send().await;
             }
-            if let Some(id) = a.allocation_id() {
-                self.ec2.release_address().allocation_id(id).send().await.map_err(|e| self.explain(&e, "releasing an address", id))?;
-                removed.push(format!("address {id}"));
-            }
+            self.ec2.release_address().allocation_id(id).send().await.map_err(|e| self.explain(&e, "releasing an address", id))?;
+            done(format!("address {id}"));
         }
-        let o = self.ec2.describe_volumes().filters(f()).send().await.map_err(|e| self.explain(&e, "listing volumes", cluster))?;
-        for v in o.volumes() {
-            if let Some(id) = v.volume_id() {
-                self.ec2.delete_volume().volume_id(id).send().await.map_err(|e| self.explain(&e, "deleting a volume", id))?;
-                removed.push(format!("volume {id}"));
-            }
+        for id in &t.volumes {
+            self.ec2.delete_volume().volume_id(id).send().await.map_err(|e| self.explain(&e, "deleting a volume", id))?;
+            done(format!("volume {id}"));
         }
-        let o = self.ec2.describe_security_groups().filters(f()).send().await.map_err(|e| self.explain(&e, "listing security groups", cluster))?;
-        for g in o.security_groups() {
-            if let Some(id) = g.group_id() {
-                self.retry_dependency(|| self.ec2.delete_security_group().group_id(id).send(), "deleting the security group", id).await?;
-                removed.push(format!("security-group {id}"));
-            }
+        for id in &t.security_groups {
+            self.retry_dependency(|| self.ec2.delete_security_group().group_id(id).send(), "deleting the security group", id).await?;
+            done(format!("security-group {id}"));
         }
-        for n in self.placement_groups(cluster).await? {
-            self.ec2.delete_placement_group().group_name(&n).send().await.map_err(|e| self.explain(&e, "deleting the placement group", &n))?;
-            removed.push(format!("placement-group {n}"));
+        for n in &t.placement_groups {
+            self.ec2.delete_placement_group().group_name(n).send().await.map_err(|e| self.explain(&e, "deleting the placement group", n))?;
+            done(format!("placement-group {n}"));
         }
-        let o = self.ec2.describe_subnets().filters(f()).send().await.map_err(|e| self.explain(&e, "listing subnets", cluster))?;
-        for s in o.subnets() {
-            if let Some(id) = s.subnet_id() {
-                self.retry_dependency(|| self.ec2.delete_subnet().subnet_id(id).send(), "deleting the subnet", id).await?;
-                removed.push(format!("subnet {id}"));
-            }
+        for id in &t.subnets {
+            self.retry_dependency(|| self.ec2.delete_subnet().subnet_id(id).send(), "deleting the subnet", id).await?;
+            done(format!("subnet {id}"));
         }
-        let o = self.ec2.describe_route_tables().filters(f()).send().await.map_err(|e| self.explain(&e, "listing route tables", cluster))?;
-        for r in o.route_tables() {
-            for a in r.associations() {
-                if let (Some(id), false) = (a.route_table_association_id(), a.main().unwrap_or(false)) {
-                    let _ = self.ec2.disassociate_route_table().association_id(id).send().await;
-                }
+        for (id, assocs) in &t.route_tables {
+            for a in assocs {
+                let _ = self.ec2.disassociate_route_table().association_id(a).send().await;
             }
-            if let Some(id) = r.route_table_id() {
-                self.ec2.delete_route_table().route_table_id(id).send().await.map_err(|e| self.explain(&e, "deleting the route table", id))?;
-                removed.push(format!("route-table {id}"));
-            }
+            self.ec2.delete_route_table().route_table_id(id).send().await.map_err(|e| self.explain(&e, "deleting the route table", id))?;
+            done(format!("route-table {id}"));
         }
-        let o = self.ec2.describe_internet_gateways().filters(f()).send().await.map_err(|e| self.explain(&e, "listing internet gateways", cluster))?;
-        for g in o.internet_gateways() {
-            let Some(id) = g.internet_gateway_id() else { continue };
-            for a in g.attachments() {
-                if let Some(vpc) = a.vpc_id() {
-                    self.ec2
-                        .detach_internet_gateway()
-                        .internet_gateway_id(id)
-                        .vpc_id(vpc)
-                        .send()
-                        .await
-                        .map_err(|e| self.explain(&e, "detaching the internet gateway", id))?;
-                }
+        for (id, vpcs) in &t.internet_gateways {
+            for vpc in vpcs {
+                self.ec2
+                    .detach_internet_gateway()
+                    .internet_gateway_id(id)
+                    .vpc_id(vpc)
+                    .send()
+                    .await
+                    .map_err(|e| self.explain(&e, "detaching the internet gateway", id))?;
             }
             self.ec2.delete_internet_gateway().internet_gateway_id(id).send().await.map_err(|e| self.explain(&e, "deleting the internet gateway", id))?;
-            removed.push(format!("internet-gateway {id}"));
+            done(format!("internet-gateway {id}"));
         }
-        let o = self.ec2.describe_vpcs().filters(f()).send().await.map_err(|e| self.explain(&e, "listing VPCs", cluster))?;
-        for v in o.vpcs() {
-            if let Some(id) = v.vpc_id() {
-                self.retry_dependency(|| self.ec2.delete_vpc().vpc_id(id).send(), "deleting the VPC", id).await?;
-                removed.push(format!("vpc {id}"));
-            }
+        for id in &t.vpcs {
+            self.retry_dependency(|| self.ec2.delete_vpc().vpc_id(id).send(), "deleting the VPC", id).await?;
+            done(format!("vpc {id}"));
         }
-        let o = self.ec2.describe_key_pairs().filters(f()).send().await.map_err(|e| self.explain(&e, "listing key pairs", cluster))?;
-        for k in o.key_pairs() {
-            if let Some(n) = k.key_name() {
-                self.ec2.delete_key_pair().key_name(n).send().await.map_err(|e| self.explain(&e, "deleting the key pair", n))?;
-                removed.push(format!("key-pair {n}"));
-            }
-        }
-        for r in &removed {
-            report(&format!("removed {r}"));
+        for n in &t.key_pairs {
+            self.ec2.delete_key_pair().key_name(n).send().await.map_err(|e| self.explain(&e, "deleting the key pair", n))?;
+            done(format!("key-pair {n}"));
         }
         Ok(removed)
     }
@@ -727,6 +714,48 @@ impl Aws {
                 Err(e) => return Err(self.explain(&e, doing, id)),
             }
         }
+    }
+}
+
+/// What is tagged with a cluster, by kind.
+#[derive(Debug, Default)]
+pub struct Tagged {
+    /// Live instances.
+    pub instances: Vec<Instance>,
+    /// (allocation id, association id).
+    pub addresses: Vec<(String, Option<String>)>,
+    /// Volume ids.
+    pub volumes: Vec<String>,
+    /// Security group ids.
+    pub security_groups: Vec<String>,
+    /// Placement group names.
+    pub placement_groups: Vec<String>,
+    /// Subnet ids.
+    pub subnets: Vec<String>,
+    /// (route table id, non-main association ids).
+    pub route_tables: Vec<(String, Vec<String>)>,
+    /// (gateway id, attached VPC ids).
+    pub internet_gateways: Vec<(String, Vec<String>)>,
+    /// VPC ids.
+    pub vpcs: Vec<String>,
+    /// Key pair names.
+    pub key_pairs: Vec<String>,
+}
+
+impl Tagged {
+    /// Every resource as a "kind id" line.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.instances.iter().map(|i| format!("instance {} ({})", i.id, i.state)).collect();
+        out.extend(self.addresses.iter().map(|(a, _)| format!("address {a}")));
+        out.extend(self.volumes.iter().map(|v| format!("volume {v}")));
+        out.extend(self.security_groups.iter().map(|g| format!("security-group {g}")));
+        out.extend(self.placement_groups.iter().map(|g| format!("placement-group {g}")));
+        out.extend(self.subnets.iter().map(|s| format!("subnet {s}")));
+        out.extend(self.route_tables.iter().map(|(r, _)| format!("route-table {r}")));
+        out.extend(self.internet_gateways.iter().map(|(g, _)| format!("internet-gateway {g}")));
+        out.extend(self.vpcs.iter().map(|v| format!("vpc {v}")));
+        out.extend(self.key_pairs.iter().map(|k| format!("key-pair {k}")));
+        out
     }
 }
 

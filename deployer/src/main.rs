@@ -192,7 +192,7 @@ async fn down(root: &std::path::Path, profile: Option<&str>, region: Option<&str
     let p = progress::Progress::new();
     p.say(&format!("removing cluster {name} in {} (everything tagged {}={name})", aws.region, cluster::TAG_CLUSTER));
     let removed = aws.remove(name, wait, &|m| p.say(m)).await?;
-    let left = aws.remaining(name).await?;
+    let left = aws.tagged(name).await?.lines();
     if !left.is_empty() {
         eprintln!("error: {} resources tagged with {name} remain: {}; run `deployer down --name {name}` again, or remove them in the console", left.len(), left.join(", "));
         return Ok(1);
