@@ -482,8 +482,8 @@ impl Aws {
         }
     }
 
-    /// (running, status checks passed) per instance id.
-    pub async fn readiness(&self, ids: &[String]) -> Result<Vec<(String, bool, bool)>> {
+    /// Per instance id: running with both status checks passed.
+    pub async fn readiness(&self, ids: &[String]) -> Result<Vec<(String, bool)>> {
         let out = self
             .ec2
             .describe_instance_status()
@@ -498,7 +498,7 @@ impl Aws {
             .map(|s| {
                 let running = s.instance_state().and_then(|st| st.name()) == Some(&InstanceStateName::Running);
                 let ok = |x: Option<&aws_sdk_ec2::types::InstanceStatusSummary>| x.and_then(|y| y.status()) == Some(&SummaryStatus::Ok);
-                (s.instance_id().unwrap_or_default().to_string(), running, running && ok(s.instance_status()) && ok(s.system_status()))
+                (s.instance_id().unwrap_or_default().to_string(), running && ok(s.instance_status()) && ok(s.system_status()))
             })
             .collect())
     }

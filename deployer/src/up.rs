@@ -233,6 +233,7 @@ pub async fn up(root: &Path, profile: Option<&str>, region_flag: Option<&str>, a
     }
 
     // The record first: nothing is created without one.
+    let settings = Settings { nodes, instance_type: instance_type.clone(), monitor_instance_type: monitor_type.clone(), ami: ami.clone(), volume_gb: a.volume_gb };
     let mut rec = existing.unwrap_or_else(|| Cluster {
         version: VERSION,
         name: a.name.clone(),
@@ -248,13 +249,13 @@ pub async fn up(root: &Path, profile: Option<&str>, region_flag: Option<&str>, a
             key_pair: format!("cairn-{}", a.name),
         },
         network: Network { vpc_cidr: a.vpc_cidr.clone(), subnet_cidr: a.subnet_cidr.clone(), ..Default::default() },
-        settings: Settings { nodes, instance_type: instance_type.clone(), monitor_instance_type: monitor_type.clone(), ami: ami.clone(), volume_gb: a.volume_gb },
+        settings: settings.clone(),
         nodes: vec![],
         monitor: None,
     });
     rec.expires = expires.clone();
     rec.network.allowed_cidrs = allowed.clone();
-    rec.settings = Settings { nodes, instance_type: instance_type.clone(), monitor_instance_type: monitor_type.clone(), ami: ami.clone(), volume_gb: a.volume_gb };
+    rec.settings = settings;
     dir.save(&rec)?;
 
     let login = keys::login_key(&dir.join(&rec.ssh.key_file), &format!("cairn-{}", a.name))?;
@@ -400,8 +401,7 @@ pub async fn up(root: &Path, profile: Option<&str>, region_flag: Option<&str>, a
     }
 
     // Wait until every host runs and passes its status checks.
-    let rec = Arc::try_unwrap(shared).map_err(|_| anyhow!("record still shared"))?.into_inner().expect("record lock");
-    let mut rec = rec;
+    let mut rec = Arc::try_unwrap(shared).map_err(|_| anyhow!("record still shared"))?.into_inner().expect("record lock");
     wait_ready(&aws, &mut rec, &dir, &p, Duration::from_secs(a.wait_timeout)).await?;
     write_known_hosts(&dir, &rec)?;
 
@@ -438,9 +438,11 @@ async fn wait_ready(aws: &Aws, rec: &mut Cluster, dir: &Dir, p: &Progress, timeo
     let mut ready: std::collections::HashSet<String> = Default::default();
     let mut last_note = tokio::time::Instant::now();
     loop {
-        let live = aws.instances(&rec.name).await?;
-        for (id, _running, ok) in aws.readiness(&ids).await? {
-            if ok && ready.insert(id.clone()) {
+        let newly: Vec<String> = aws.readiness(&ids).await?.into_iter().filter(|(id, ok)| *ok && !ready.contains(id)).map(|(id, _)| id).collect();
+        // Addresses are read only when hosts became ready, not on every poll.
+        let live = if newly.is_empty() { Vec::new() } else { aws.instances(&rec.name).await? };
+        for id in newly {
+            if ready.insert(id.clone()) {
                 if let (Some(h), Some(l)) = (rec.nodes.iter_mut().find(|h| h.instance_id.as_deref() == Some(&id)), live.iter().find(|l| l.id == id)) {
                     h.private_ip = l.private_ip.clone();
                     h.public_ip = l.public_ip.clone();

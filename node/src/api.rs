@@ -67,8 +67,11 @@ pub fn router(node: Arc<Node>) -> Router {
     for (path, handler) in routes {
         r = r.route(path, handler.clone()).route(&format!("{path}/"), handler);
     }
-    r.route_layer(axum::middleware::from_fn_with_state(node.clone(), timed))
-        .fallback(|| async { not_found() })
+    // With metrics off, requests skip the timing layer entirely.
+    if node.metrics.enabled() {
+        r = r.route_layer(axum::middleware::from_fn_with_state(node.clone(), timed));
+    }
+    r.fallback(|| async { not_found() })
         .layer(DefaultBodyLimit::max(limit))
         .layer(tower_http::cors::CorsLayer::permissive())
         .with_state(node)

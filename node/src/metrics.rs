@@ -234,6 +234,11 @@ impl Metrics {
         }
     }
 
+    /// Whether anything is sent at all (`statsd.rate` > 0 and the host resolved).
+    pub fn enabled(&self) -> bool {
+        self.client.is_some()
+    }
+
     /// Whether a per-request sample should be taken now (every 1/rate-th call); callers that
     /// must build tags first ask this, then call [`Metrics::send_sampled_time`].
     pub fn sample(&self) -> bool {
