@@ -9,6 +9,7 @@ pub mod canonical;
 pub mod cc;
 pub mod crypto;
 pub mod der;
+pub mod statsd;
 pub mod tx;
 pub mod validation;
 pub mod workload;

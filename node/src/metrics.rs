@@ -27,40 +27,7 @@ pub const QUEUE: usize = 16_384;
 /// Largest datagram sent (fits a 1500-byte MTU with IP/UDP headers).
 const DATAGRAM: usize = 1_400;
 
-/// How a metric is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// `|c`: a per-interval count.
-    Counter,
-    /// `|g`: a level.
-    Gauge,
-    /// `|ms`: a distribution of integer samples; the unit is in the name (`_us`, `_txs`).
-    Timer,
-}
-
-impl Kind {
-    /// The StatsD type suffix.
-    pub fn wire(self) -> &'static str {
-        match self {
-            Kind::Counter => "c",
-            Kind::Gauge => "g",
-            Kind::Timer => "ms",
-        }
-    }
-}
-
-/// One catalogue entry.
-#[derive(Debug, Clone, Copy)]
-pub struct Metric {
-    /// Name after the `cairn.` prefix.
-    pub name: &'static str,
-    /// How it is sent.
-    pub kind: Kind,
-    /// Tag keys it carries besides `node` and `role` (which every metric carries).
-    pub tags: &'static [&'static str],
-    /// What it means.
-    pub meaning: &'static str,
-}
+pub use ledger::statsd::{Kind, Metric};
 
 macro_rules! catalogue {
     ($($id:ident = $name:literal, $kind:ident, [$($tag:literal),*], $meaning:literal;)*) => {
@@ -90,6 +57,8 @@ catalogue! {
     STATE_APPLIED_HEIGHT = "state.applied_height", Gauge, [], "blocks applied to local state";
     API_REQUEST_US = "api.request_us", Timer, ["route", "status"], "HTTP request handling time by route and status, µs; sampled at statsd.rate";
     WS_CLIENTS = "ws.clients", Gauge, [], "open websocket stream connections";
+    PROCESS_CPU_US = "process.cpu_us", Counter, [], "CPU time (user + system, all threads) the node process used, µs";
+    PROCESS_RSS_BYTES = "process.rss_bytes", Gauge, [], "resident memory of the node process, bytes";
     METRICS_DROPPED = "metrics.dropped", Counter, [], "metric lines dropped because the send queue was full";
 }
 
@@ -341,6 +310,22 @@ fn send_counters(client: &StatsdClient, c: &Counters, dropped: &AtomicU64, sent:
     count(name::METRICS_DROPPED, load(dropped), &[], sent);
     client.gauge(name::STATE_APPLIED_HEIGHT, load(&c.applied_height)).ok();
     client.gauge(name::WS_CLIENTS, load(&c.ws_clients)).ok();
+    if let Some((cpu_us, rss)) = process_usage() {
+        count(name::PROCESS_CPU_US, cpu_us, &[], sent);
+        client.gauge(name::PROCESS_RSS_BYTES, rss).ok();
+    }
+}
+
+/// This process's CPU time (µs) and resident memory (bytes), from /proc (None elsewhere), so
+/// dashboards show each node's own cost even when Telegraf runs on another host.
+fn process_usage() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after "(comm) ": state is field 3, utime 14, stime 15, in USER_HZ (100/s on Linux).
+    let rest: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
+    let ticks: u64 = rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let rss_kb: u64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()?;
+    Some((ticks * 10_000, rss_kb * 1024))
 }
 
 fn flush_loop(

@@ -167,19 +167,11 @@ fn datagrams_follow_the_catalogue_and_counters_add_up() {
 #[test]
 fn readme_table_is_the_catalogue() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
-    let rows: Vec<(String, String)> = readme
-        .lines()
-        .filter_map(|l| l.strip_prefix("| `cairn."))
-        .map(|l| {
-            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
-            (cells[0].trim_end_matches('`').to_string(), cells[1].to_string())
-        })
-        .collect();
-    let want: Vec<(String, String)> = CATALOGUE
-        .iter()
-        .map(|m| (m.name.to_string(), match m.kind { Kind::Counter => "counter", Kind::Gauge => "gauge", Kind::Timer => "timer" }.to_string()))
-        .collect();
-    assert_eq!(rows, want, "README's metric table must list the catalogue in order (name, type)");
+    assert_eq!(
+        cairn::statsd::table_rows(&readme, PREFIX),
+        cairn::statsd::catalogue_rows(CATALOGUE),
+        "README's metric table must list the catalogue in order (name, type)"
+    );
 }
 
 #[test]
