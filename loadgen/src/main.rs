@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use cairn_loadgen::metrics::{Live, Reporter};
 
 #[derive(Parser, Debug)]
 #[command(name = "loadgen", version, about = "Load generator for Cairn nodes: accepted vs committed tx/s and latency",
@@ -69,6 +70,14 @@ struct Args {
     /// JSON results file (a CSV row is appended next to it, same name with .csv)
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Send live metrics (offered, sent, accepted, rejected, committed, latencies) as StatsD
+    /// to HOST:PORT once a second, e.g. the monitor's Telegraf at 127.0.0.1:8125
+    #[arg(long, value_name = "HOST:PORT")]
+    statsd: Option<String>,
+    /// Run id: the `run` tag of the StatsD metrics and the "run" field of the results
+    /// [default: run-<unix seconds>]
+    #[arg(long)]
+    run_id: Option<String>,
 }
 
 fn machine() -> Value {
@@ -213,6 +222,16 @@ async fn run(args: Args) -> Result<()> {
     let targets: Vec<String> = args.target.split(',').map(|t| t.trim().trim_end_matches('/').to_string()).filter(|t| !t.is_empty()).collect();
     let Some(target) = targets.first().cloned() else { bail!("--target is empty: give a node URL such as http://127.0.0.1:9984") };
     let nodes = args.nodes.unwrap_or(targets.len());
+    let run_id = args.run_id.clone().unwrap_or_else(|| {
+        format!("run-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
+    });
+    if run_id.is_empty() || !run_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        bail!("--run-id {run_id:?}: use letters, digits, '-', '_' or '.' (it becomes a metric tag and a directory name)");
+    }
+    let mut reporter = match &args.statsd {
+        Some(t) => Some(Reporter::new(t, &run_id)?),
+        None => None,
+    };
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(args.concurrency).build_http();
     for t in &targets[1..] {
         get_json(&client, &format!("{t}/")).await?;
@@ -246,23 +265,25 @@ async fn run(args: Args) -> Result<()> {
     let tx_bytes = bodies.iter().map(|(_, b)| b.len()).sum::<usize>() / bodies.len();
     eprintln!("signed in {:.1}s", t_sign.elapsed().as_secs_f64());
 
-    // Follow the commit stream before sending anything.
+    let ids: Arc<HashMap<String, usize>> = Arc::new(bodies.iter().enumerate().map(|(i, (id, _))| (id.clone(), i)).collect());
+    let sent_at: Arc<Vec<Mutex<Option<Instant>>>> = Arc::new((0..args.count).map(|_| Mutex::new(None)).collect());
+    let live = Arc::new(Live::default());
+
+    // Follow the commit stream before sending anything; only this run's transactions count.
     let (ws, _) = tokio_tungstenite::connect_async(&ws_url).await.with_context(|| format!("cannot open the websocket stream {ws_url}"))?;
     let commits: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::with_capacity(args.count)));
-    let committed = Arc::new(AtomicU64::new(0));
     {
-        let commits = commits.clone();
-        let committed = committed.clone();
+        let (commits, ids, sent_at, live) = (commits.clone(), ids.clone(), sent_at.clone(), live.clone());
         tokio::spawn(async move {
             let (_, mut read) = ws.split();
             while let Some(Ok(msg)) = read.next().await {
-                if let Ok(text) = msg.into_text() {
-                    if let Ok(v) = serde_json::from_str::<Value>(&text) {
-                        if let Some(id) = v["transaction_id"].as_str() {
-                            commits.lock().expect("lock").insert(id.to_string(), Instant::now());
-                            committed.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
+                let Ok(text) = msg.into_text() else { continue };
+                let Ok(v) = serde_json::from_str::<Value>(&text) else { continue };
+                let Some(&i) = v["transaction_id"].as_str().and_then(|id| ids.get(id)) else { continue };
+                let now = Instant::now();
+                if commits.lock().expect("lock").insert(v["transaction_id"].as_str().unwrap_or_default().to_string(), now).is_none() {
+                    let sent = *sent_at[i].lock().expect("lock");
+                    live.commit(sent.map(|s| now.saturating_duration_since(s).as_micros() as u64).unwrap_or(0));
                 }
             }
         });
@@ -270,9 +291,6 @@ async fn run(args: Args) -> Result<()> {
 
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
-    let accepted = Arc::new(AtomicU64::new(0));
-    let rejected = Arc::new(AtomicU64::new(0));
-    let sent_at: Arc<Vec<Mutex<Option<Instant>>>> = Arc::new((0..args.count).map(|_| Mutex::new(None)).collect());
     let errors: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
     let start = Instant::now();
     let interval = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
@@ -280,8 +298,8 @@ async fn run(args: Args) -> Result<()> {
     let urls = Arc::new(urls);
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
-        let (client, bodies, next, accepted, rejected, sent_at, errors, urls) =
-            (client.clone(), bodies.clone(), next.clone(), accepted.clone(), rejected.clone(), sent_at.clone(), errors.clone(), urls.clone());
+        let (client, bodies, next, live, sent_at, errors, urls) =
+            (client.clone(), bodies.clone(), next.clone(), live.clone(), sent_at.clone(), errors.clone(), urls.clone());
         workers.push(tokio::spawn(async move {
             let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("histogram");
             let mut last_accept = start;
@@ -301,6 +319,7 @@ async fn run(args: Args) -> Result<()> {
                     None => Instant::now(),
                 };
                 *sent_at[i].lock().expect("lock") = Some(scheduled);
+                live.sent.fetch_add(1, Ordering::Relaxed);
                 let req = hyper::Request::post(urls[i % urls.len()].clone())
                     .header("content-type", "application/json")
                     .body(Full::new(bodies[i].1.clone()))
@@ -309,8 +328,9 @@ async fn run(args: Args) -> Result<()> {
                     Ok(resp) if resp.status() == 202 => {
                         let _ = resp.into_body().collect().await;
                         let now = Instant::now();
-                        hist.saturating_record(now.duration_since(scheduled).as_micros() as u64);
-                        accepted.fetch_add(1, Ordering::Relaxed);
+                        let us = now.duration_since(scheduled).as_micros() as u64;
+                        hist.saturating_record(us);
+                        live.accept(us);
                         last_accept = now;
                     }
                     Ok(resp) => {
@@ -318,31 +338,52 @@ async fn run(args: Args) -> Result<()> {
                         let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                         let msg: String = String::from_utf8_lossy(&body).chars().take(160).collect();
                         *errors.lock().expect("lock").entry(format!("{status}: {msg}")).or_default() += 1;
-                        rejected.fetch_add(1, Ordering::Relaxed);
+                        live.reject(status.as_str());
                     }
                     Err(e) => {
                         *errors.lock().expect("lock").entry(format!("transport: {e}")).or_default() += 1;
-                        rejected.fetch_add(1, Ordering::Relaxed);
+                        live.reject("transport");
                     }
                 }
             }
             (hist, last_accept)
         }));
     }
-    // Progress once a second while sending.
+    // Progress (and StatsD, with --statsd) once a second until the run ends.
+    let total = args.count;
+    let offered = move |live: &Live| match interval {
+        Some(iv) => ((start.elapsed().as_secs_f64() / iv.as_secs_f64()) as u64 + 1).min(total as u64),
+        None => live.sent.load(Ordering::Relaxed),
+    };
+    let stop = Arc::new(tokio::sync::Notify::new());
     let progress = {
-        let (accepted, committed, rejected) = (accepted.clone(), committed.clone(), rejected.clone());
-        let total = args.count;
+        let (live, stop) = (live.clone(), stop.clone());
+        let mut reporter = reporter.take();
         tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at((start + Duration::from_secs(1)).into(), Duration::from_secs(1));
             loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                let stopping = tokio::select! {
+                    _ = tick.tick() => false,
+                    _ = stop.notified() => true,
+                };
+                if stopping {
+                    // The last partial second, so the dashboards' totals match the results file.
+                    if let Some(r) = reporter.as_mut() {
+                        r.report(&live, offered(&live));
+                    }
+                    return;
+                }
+                let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
                 eprintln!(
                     "[{:>5.1}s] accepted {}/{total}  committed {}  rejected {}",
                     start.elapsed().as_secs_f64(),
-                    accepted.load(Ordering::Relaxed),
-                    committed.load(Ordering::Relaxed),
-                    rejected.load(Ordering::Relaxed)
+                    load(&live.accepted),
+                    load(&live.committed),
+                    load(&live.rejected)
                 );
+                if let Some(r) = reporter.as_mut() {
+                    r.report(&live, offered(&live));
+                }
             }
         })
     };
@@ -353,17 +394,17 @@ async fn run(args: Args) -> Result<()> {
         accept_hist.add(&h)?;
         last_accept = last_accept.max(t);
     }
-    let n_accepted = accepted.load(Ordering::Relaxed);
+    let n_accepted = live.accepted.load(Ordering::Relaxed);
     let deadline = Instant::now() + Duration::from_secs(args.commit_timeout);
-    let ids: HashMap<&str, usize> = bodies.iter().enumerate().map(|(i, (id, _))| (id.as_str(), i)).collect();
     loop {
-        let ours = commits.lock().expect("lock").keys().filter(|k| ids.contains_key(k.as_str())).count() as u64;
+        let ours = commits.lock().expect("lock").len() as u64;
         if ours >= n_accepted || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    progress.abort();
+    stop.notify_one();
+    progress.await?;
     let commits = commits.lock().expect("lock").clone();
     let mut commit_hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
     let mut last_commit = start;
@@ -382,6 +423,7 @@ async fn run(args: Args) -> Result<()> {
     let committed_tps = n_committed as f64 / commit_secs;
     let result = json!({
         "tool": "cairn loadgen",
+        "run": run_id,
         "version": env!("CARGO_PKG_VERSION"),
         "target": targets,
         "node": {"software": info["software"], "version": info["version"], "public_key": info["public_key"]},
@@ -396,7 +438,7 @@ async fn run(args: Args) -> Result<()> {
                      "latency_ms": {"p50": pct(&accept_hist, 0.5), "p90": pct(&accept_hist, 0.9), "p99": pct(&accept_hist, 0.99), "max": pct(&accept_hist, 1.0)}},
         "committed": {"count": n_committed, "tx_per_s": committed_tps,
                       "latency_ms": {"p50": pct(&commit_hist, 0.5), "p90": pct(&commit_hist, 0.9), "p99": pct(&commit_hist, 0.99), "max": pct(&commit_hist, 1.0)}},
-        "rejected": {"count": rejected.load(Ordering::Relaxed), "reasons": *errors.lock().expect("lock")},
+        "rejected": {"count": live.rejected.load(Ordering::Relaxed), "reasons": *errors.lock().expect("lock")},
         "raw_ed25519_verify_per_s_all_cores": raw_rate,
         "committed_to_raw_verify_ratio": committed_tps / raw_rate,
         "note": "loadgen runs on the same machine as the node unless stated otherwise; committed = in a block decided VALID",
