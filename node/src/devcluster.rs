@@ -4,10 +4,11 @@
 //! and started one by one (fault tests); everything stops when the cluster is dropped.
 
 use crate::config::Config;
+use crate::federation;
 use crate::crypto::Keypair;
 use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -34,18 +35,7 @@ pub struct Spec {
     pub start_nodes: bool,
 }
 
-/// Ports of one member.
-#[derive(Debug, Clone, Copy)]
-pub struct Ports {
-    /// HTTP API.
-    pub api: u16,
-    /// Websocket stream.
-    pub ws: u16,
-    /// nats-server client port.
-    pub nats: u16,
-    /// nats-server cluster (route) port.
-    pub route: u16,
-}
+pub use crate::federation::Ports;
 
 /// A running loopback federation.
 pub struct DevCluster {
@@ -90,12 +80,6 @@ pub fn find_nats_server(extra: &[PathBuf]) -> Result<PathBuf> {
     )
 }
 
-fn random_secret() -> String {
-    use rand::Rng;
-    let bytes: [u8; 18] = rand::thread_rng().gen();
-    bs58::encode(bytes).into_string()
-}
-
 /// Answers true once `GET /` on the port returns 200.
 fn http_ok(port: u16) -> bool {
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
@@ -124,31 +108,27 @@ impl DevCluster {
                 None => Ok(Ports { api: free_port()?, ws: free_port()?, nats: free_port()?, route: free_port()? }),
             })
             .collect::<Result<Vec<_>>>()?;
-        let keypairs: Vec<Keypair> = (0..spec.nodes).map(|_| Keypair::generate()).collect();
-        let keys: Vec<String> = keypairs.iter().map(|k| k.public_b58.clone()).collect();
-        let (user, password, route_password) = ("cairn".to_string(), random_secret(), random_secret());
-        for i in 0..spec.nodes {
+        // Each member's keypair, as `cairn configure -y` makes one on a member's own host.
+        let own: Vec<Config> = (0..spec.nodes)
+            .map(|_| {
+                let kp = Keypair::generate();
+                let mut c = Config::default();
+                c.keypair.private = kp.private_b58();
+                c.keypair.public = kp.public_b58;
+                c
+            })
+            .collect();
+        let keys: Vec<String> = own.iter().map(|c| c.keypair.public.clone()).collect();
+        let members: Vec<federation::Member> = (0..spec.nodes)
+            .map(|i| federation::Member { host: "127.0.0.1".into(), bind: "127.0.0.1".into(), ports: ports[i], public_key: keys[i].clone() })
+            .collect();
+        let secrets = federation::Secrets::generate();
+        for (i, own) in own.into_iter().enumerate() {
             let dir = spec.dir.join(format!("node{i}"));
             std::fs::create_dir_all(&dir)?;
-            std::fs::write(dir.join("nats.conf"), nats_config(i, &ports, &user, &password, &route_password, &dir))?;
-            let mut c = Config::default();
-            c.keypair.private = keypairs[i].private_b58();
-            c.keypair.public = keys[i].clone();
-            c.keyring = keys.iter().filter(|k| **k != keys[i]).cloned().collect();
-            c.server.bind = format!("127.0.0.1:{}", ports[i].api);
-            c.wsserver.bind = format!("127.0.0.1:{}", ports[i].ws);
-            c.wsserver.advertised_port = ports[i].ws;
-            c.database.backend = "jetstream".into();
-            c.database.path = dir.join("data");
-            // This node's own server first; the client moves to the next one if it fails.
-            c.database.servers = (0..spec.nodes).map(|k| (i + k) % spec.nodes).map(|k| format!("nats://127.0.0.1:{}", ports[k].nats)).collect();
-            // Bigger blocks than a single node's 20 ms: every block costs a vote from every
-            // member, so a federation amortizes it over more transactions (measured at 3
-            // members: commit p99 3.1 s -> 1.1 s, committed tx/s +24 %).
-            c.block.timeout_ms = 100;
-            c.database.user = user.clone();
-            c.database.password = password.clone();
-            c.write(&dir.join("config.toml"))?;
+            std::fs::write(dir.join("nats.conf"), federation::nats_config(i, &members, &secrets, &dir.join("nats")))?;
+            let base = federation::node_config(i, &members, &secrets, &dir.join("data"), &Config::default());
+            federation::merge_keeping_keypair(Some(own), base)?.write(&dir.join("config.toml"))?;
         }
         let mut cluster = DevCluster { servers: (0..spec.nodes).map(|_| None).collect(), nodes: (0..spec.nodes).map(|_| None).collect(), spec, ports, keys };
         for i in 0..cluster.spec.nodes {
@@ -297,25 +277,4 @@ impl Drop for DevCluster {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn nats_config(i: usize, ports: &[Ports], user: &str, password: &str, route_password: &str, dir: &Path) -> String {
-    let mut c = format!(
-        "server_name: n{i}\nlisten: 127.0.0.1:{}\njetstream {{ store_dir: {:?}, max_memory_store: 256MB }}\n\
-         authorization {{ user: {user:?}, password: {password:?} }}\n",
-        ports[i].nats,
-        dir.join("nats").display().to_string(),
-    );
-    if ports.len() > 1 {
-        let routes: Vec<String> = (0..ports.len())
-            .filter(|k| *k != i)
-            .map(|k| format!("nats-route://route:{route_password}@127.0.0.1:{}", ports[k].route))
-            .collect();
-        c.push_str(&format!(
-            "cluster {{\n  name: cairn\n  listen: 127.0.0.1:{}\n  authorization {{ user: route, password: {route_password:?} }}\n  routes: [\n    {}\n  ]\n}}\n",
-            ports[i].route,
-            routes.join("\n    ")
-        ));
-    }
-    c
 }

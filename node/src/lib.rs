@@ -8,6 +8,7 @@ pub use ledger::{block, canonical, cc, crypto, der, statsd, tx, validation, work
 pub mod store;
 pub mod engine;
 pub mod devcluster;
+pub mod federation;
 pub mod config;
 pub mod metrics;
 pub mod node;

@@ -28,6 +28,11 @@ enum Cmd {
         /// Accept every default without asking
         #[arg(short = 'y', long)]
         yes: bool,
+        /// Take every setting except the keypair from FILE (a config written by the deployer
+        /// or dev-cluster for this member: keyring, engine servers, binds); the keypair already
+        /// in the config is kept, or generated, and never leaves this machine
+        #[arg(long, value_name = "FILE")]
+        federation: Option<PathBuf>,
     },
     /// Print the effective configuration (file < env < defaults); the private key is hidden
     ShowConfig,
@@ -190,7 +195,17 @@ fn run() -> Result<()> {
     let cli = Cli::parse();
     let path = cli.config.unwrap_or_else(config::default_path);
     match cli.cmd {
-        Cmd::Configure { yes } => configure(&path, yes),
+        Cmd::Configure { federation: Some(file), .. } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading the federation settings {}", file.display()))?;
+            let fed: Config = toml::from_str(&text).with_context(|| format!("{} is not a cairn config (TOML)", file.display()))?;
+            let existing = if path.exists() { Some(Config::read(&path)?) } else { None };
+            let cfg = cairn::federation::merge_keeping_keypair(existing, fed)?;
+            cfg.write(&path)?;
+            println!("Configuration written to {} (mode 0600): {} keyring members, engine {}", path.display(), cfg.keyring.len(), cfg.database.servers.join(","));
+            println!("Public key: {}", cfg.keypair.public);
+            Ok(())
+        }
+        Cmd::Configure { yes, federation: None } => configure(&path, yes),
         Cmd::ShowConfig => {
             let cfg = Config::load(&path)?;
             println!("# effective configuration (file: {}{})", path.display(), if path.exists() { "" } else { ", missing: defaults shown" });
