@@ -4,10 +4,13 @@
 
 mod aws;
 mod cluster;
+mod configure;
 mod errors;
+mod inventory;
 mod keys;
 mod pricing;
 mod progress;
+mod ssh;
 mod up;
 mod userdata;
 
@@ -48,7 +51,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Provision (or complete) a cluster: network, security group, key pair, N nodes + a monitor
-    Up(up::UpArgs),
+    Up(Box<up::UpArgs>),
     /// Show a cluster's hosts as EC2 reports them, beside its record
     Status(NameArg),
     /// List every Cairn cluster in the region (found by tag), with expiry
@@ -105,7 +108,7 @@ fn main() {
 async fn run(cli: Cli) -> Result<i32> {
     let profile = cli.profile.as_deref();
     match cli.cmd {
-        Cmd::Up(args) => up::up(&cli.dir, profile, cli.region.as_deref(), args).await,
+        Cmd::Up(args) => up::up(&cli.dir, profile, cli.region.as_deref(), *args).await,
         Cmd::Status(n) => status(&cli.dir, profile, cli.region.as_deref(), &n.name).await,
         Cmd::List => list(&cli.dir, profile, cli.region.as_deref()).await,
         Cmd::Down(d) => down(&cli.dir, profile, cli.region.as_deref(), &d.name.name, Duration::from_secs(d.wait_timeout)).await,

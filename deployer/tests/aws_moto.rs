@@ -4,119 +4,14 @@
 //! deployer's own code. moto's public addresses are never dialled: every test uses
 //! `--provision-only` (no SSH) and the deployer's own VPC.
 
+mod common;
+use common::{moto, repo, Shell};
 use serde_json::Value;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const AMI: &str = "ami-760aaa0f"; // in moto's built-in image list
+use common::AMI;
 const CIDR: &str = "203.0.113.7/32";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-struct Moto {
-    child: Child,
-    url: String,
-    _log: tempfile::NamedTempFile,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts moto on a free loopback port, or returns None (with a loud SKIP) when moto is not
-/// installed and CAIRN_REQUIRE_EXTERNAL is not 1.
-fn moto() -> Option<Moto> {
-    let bin = repo().join(".venv-aws/bin/moto_server");
-    if !bin.exists() {
-        if std::env::var("CAIRN_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1") {
-            panic!("{} is missing (CAIRN_REQUIRE_EXTERNAL=1): run scripts/test.sh, which installs scripts/requirements-aws.txt", bin.display());
-        }
-        eprintln!("*** SKIP: moto server not installed at {} (scripts/test.sh installs it) ***", bin.display());
-        return None;
-    }
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let mut child = Command::new(&bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(log.reopen().unwrap())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some(Moto { child, url, _log: log });
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("moto did not listen on {port} within 30 s");
-}
-
-/// A user's shell: clusters directory, no AWS config files, test credentials for moto.
-struct Shell {
-    home: tempfile::TempDir,
-    endpoint: String,
-}
-
-impl Shell {
-    fn new(m: &Moto) -> Self {
-        Shell { home: tempfile::tempdir().unwrap(), endpoint: m.url.clone() }
-    }
-
-    fn clusters(&self) -> PathBuf {
-        self.home.path().join("clusters")
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_deployer"));
-        c.args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.home.path())
-            .env("AWS_CONFIG_FILE", self.home.path().join("no-aws-config"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", self.home.path().join("no-aws-credentials"))
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_ENDPOINT_URL", &self.endpoint)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .env("CAIRN_CLUSTERS_DIR", self.clusters())
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let Output { status, stdout, stderr } = self.command(args).output().unwrap();
-        (status.code().unwrap_or(-1), String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
-    }
-
-    /// What boto3 sees tagged with `cluster` (or with any cluster).
-    fn inventory(&self, cluster: Option<&str>) -> Value {
-        let py = repo().join(".venv-aws/bin/python");
-        let mut c = Command::new(py);
-        c.arg(repo().join("deployer/tests/ec2_inventory.py")).arg(&self.endpoint).arg("us-east-1");
-        if let Some(n) = cluster {
-            c.arg(n);
-        }
-        let o = c.output().unwrap();
-        assert!(o.status.success(), "inventory failed: {}", String::from_utf8_lossy(&o.stderr));
-        serde_json::from_slice(&o.stdout).unwrap()
-    }
-
-    fn record(&self, name: &str) -> serde_yaml_ng::Value {
-        serde_yaml_ng::from_str(&std::fs::read_to_string(self.clusters().join(name).join("cluster.yaml")).unwrap()).unwrap()
-    }
-}
 
 fn count(inv: &Value, kind: &str) -> usize {
     inv[kind].as_array().unwrap().len()

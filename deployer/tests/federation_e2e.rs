@@ -1,0 +1,208 @@
+//! `deployer up` end to end on this machine: moto's EC2 API, and for every instance moto runs
+//! a network-namespace host at the private address moto assigned, whose sshd uses the host key
+//! taken from the user-data moto recorded (the cloud-init path; `hosts/fakecloud.py`,
+//! `hosts/nshost.sh`). The deployer connects over SSH with its pinned known_hosts, installs
+//! cairn and nats-server, forms the federation and checks it; then the official Python driver
+//! writes through node 0 and reads back from nodes 1 and 2. Then: `up` again changes nothing;
+//! a host presenting another host key is refused; a host that never answers is named; `down`
+//! leaves no host behind. Needs root (network namespaces) and Debian's openssh-server.
+
+mod common;
+use common::{missing, moto, repo, Shell, AMI};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+const TEST: &str = "up_forms_a_working_federation_on_namespace_hosts";
+const NAME: &str = "e2e";
+
+/// The systemctl/journalctl shims (docker-systemctl-replacement from .venv-aws) in `dir`.
+fn shims(dir: &Path) -> Option<PathBuf> {
+    let site = std::fs::read_dir(repo().join(".venv-aws/lib")).ok()?.filter_map(|e| e.ok()).map(|e| e.path().join("site-packages/systemctl2")).find(|p| p.is_dir())?;
+    let out = dir.join("shims");
+    std::fs::create_dir_all(&out).unwrap();
+    let systemctl = std::fs::read_to_string(site.join("systemctl3.py")).ok()?;
+    let journalctl = std::fs::read_to_string(site.join("journalctl3.py")).ok()?.replace("systemctl_py = \"systemctl3.py\"", "systemctl_py = \"systemctl\"");
+    for (name, text) in [("systemctl", systemctl), ("journalctl", journalctl)] {
+        let body = text.split_once('\n').map(|(_, rest)| rest).unwrap_or(&text);
+        std::fs::write(out.join(name), format!("#!/usr/bin/python3\n{body}")).unwrap();
+        Command::new("chmod").arg("755").arg(out.join(name)).status().unwrap();
+    }
+    Some(out)
+}
+
+/// The fake cloud-init and its hosts; everything is removed on drop, also when the test fails.
+struct Cloud {
+    child: Child,
+    env: Vec<(String, String)>,
+}
+
+impl Cloud {
+    fn nshost(&self, args: &[&str]) -> bool {
+        Command::new(repo().join("deployer/tests/hosts/nshost.sh")).args(args).envs(self.env.iter().cloned()).status().unwrap().success()
+    }
+}
+
+impl Drop for Cloud {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+        self.nshost(&["down"]);
+    }
+}
+
+fn namespaces() -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split_whitespace().next()).filter(|n| n.starts_with("cairn-h")).map(String::from).collect()
+}
+
+/// A copy of the cairn binary without debug info (a test build is 180 MB; uploads are 3x).
+fn stripped_cairn(deployer: &Path, dir: &Path) -> Option<PathBuf> {
+    let cairn = deployer.with_file_name("cairn");
+    if !cairn.is_file() {
+        return None;
+    }
+    let out = dir.join("cairn");
+    let ok = Command::new("strip").arg("-o").arg(&out).arg(&cairn).status().is_ok_and(|s| s.success());
+    Some(if ok { out } else { cairn })
+}
+
+#[test]
+fn up_forms_a_working_federation_on_namespace_hosts() {
+    let root = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false);
+    if !root || Command::new("ip").arg("-V").output().is_err() {
+        return missing(TEST, "not root or no `ip`: network-namespace hosts need both");
+    }
+    if !Path::new("/usr/sbin/sshd").exists() {
+        return missing(TEST, "no /usr/sbin/sshd (apt-get install openssh-server; .ci/run does)");
+    }
+    let nats = repo().join(".venv/bin/nats-server");
+    let python = repo().join(".venv/bin/python");
+    if !nats.is_file() || !python.is_file() {
+        return missing(TEST, "no .venv with nats-server and the official driver (run scripts/test.sh)");
+    }
+    let work = tempfile::tempdir().unwrap();
+    let Some(shim_dir) = shims(work.path()) else {
+        return missing(TEST, "no docker-systemctl-replacement in .venv-aws (scripts/requirements-aws.txt)");
+    };
+    let deployer = PathBuf::from(env!("CARGO_BIN_EXE_deployer"));
+    let cairn = stripped_cairn(&deployer, work.path()).expect("the cairn binary is built beside the deployer (scripts/test.sh builds every binary first)");
+    if !namespaces().is_empty() {
+        panic!("namespace hosts {:?} exist already (another run?): remove them with deployer/tests/hosts/nshost.sh down", namespaces());
+    }
+    let Some(m) = moto() else { return };
+    let env: Vec<(String, String)> = vec![
+        ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
+        ("AWS_REGION".into(), "us-east-1".into()),
+        ("CAIRN_SYSTEMCTL_SHIM".into(), shim_dir.display().to_string()),
+        ("CAIRN_TEST_HOSTS".into(), work.path().join("hosts").display().to_string()),
+    ];
+    let cloud_log = std::fs::File::create(work.path().join("fakecloud.log")).unwrap();
+    let child = Command::new(repo().join(".venv-aws/bin/python"))
+        .arg(repo().join("deployer/tests/hosts/fakecloud.py"))
+        .arg(&m.url)
+        .arg(NAME)
+        .envs(env.iter().cloned())
+        .stdout(cloud_log.try_clone().unwrap())
+        .stderr(cloud_log)
+        .spawn()
+        .unwrap();
+    let cloud = Cloud { child, env };
+    let sh = Shell::new(&m);
+    let up_within = |timeout: &str| {
+        let mut args = vec![
+            "up", "--name", NAME, "--nodes", "3", "--no-monitor", "--yes", "--allow-cidr", "10.77.0.1/32", "--ami", AMI, "--instance-type", "c5.xlarge",
+            "--connect", "private", "--ssh-user", "root", "--wait-timeout", timeout, "--ssh-timeout", timeout,
+        ];
+        let (c, n) = (cairn.display().to_string(), nats.display().to_string());
+        args.extend(["--cairn-binary", c.as_str(), "--nats-server", n.as_str()]);
+        sh.run(&args)
+    };
+    let up = || up_within("120");
+    let fail = |what: &str, out: &(i32, String, String)| -> ! {
+        let log = std::fs::read_to_string(work.path().join("fakecloud.log")).unwrap_or_default();
+        panic!("{what}: exit {}\nstdout:\n{}\nstderr:\n{}\nfakecloud:\n{log}", out.0, out.1, out.2)
+    };
+
+    // 1. One command: provisioned, configured, checked.
+    let t = Instant::now();
+    let first = up();
+    if first.0 != 0 {
+        fail("deployer up --nodes 3", &first);
+    }
+    eprintln!("deployer up --nodes 3 (moto + namespace hosts): {:.1}s\n{}{}", t.elapsed().as_secs_f64(), first.1, first.2);
+    assert!(first.2.contains("smoke transaction posted to node 0 is VALID on every node"), "{}", first.2);
+    let rec = sh.record(NAME);
+    let nodes = rec["nodes"].as_sequence().unwrap();
+    assert_eq!(nodes.len(), 3);
+    let apis: Vec<String> = nodes.iter().map(|n| n["api"].as_str().unwrap().to_string()).collect();
+    for n in nodes {
+        assert_eq!(n["state"].as_str(), Some("running"));
+        assert!(n["public_key"].as_str().is_some_and(|k| k.len() > 40));
+    }
+    let inventory = std::fs::read_to_string(sh.clusters().join(NAME).join("inventory.yaml")).unwrap();
+    assert_eq!(inventory.matches("cairn_public_key:").count(), 3, "{inventory}");
+    let secret = sh.clusters().join(NAME).join("engine.secret");
+    assert_eq!(std::fs::metadata(&secret).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777).unwrap(), 0o600);
+
+    // 2. The official driver: a CREATE through node 0, read back VALID from nodes 1 and 2.
+    let script = r#"
+import sys, time
+from bigchaindb_driver import BigchainDB
+from bigchaindb_driver.crypto import generate_keypair
+a = generate_keypair()
+n0, n1, n2 = (BigchainDB(u) for u in sys.argv[1:4])
+tx = n0.transactions.fulfill(n0.transactions.prepare(operation='CREATE', signers=a.public_key, asset={'data': {'e2e': 'deployer'}}), private_keys=a.private_key)
+n0.transactions.send_commit(tx)
+for n in (n1, n2):
+    for _ in range(100):
+        try:
+            got = n.transactions.retrieve(tx['id']); break
+        except Exception:
+            time.sleep(0.2)
+    assert got['id'] == tx['id'], got
+    assert n.blocks.get(txid=tx['id']) is not None
+print('driver ok', tx['id'])
+"#;
+    let out = Command::new(&python).arg("-c").arg(script).args(&apis).output().unwrap();
+    assert!(out.status.success(), "driver: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+
+    // 3. Again: nothing changes.
+    let again = up();
+    if again.0 != 0 {
+        fail("second deployer up", &again);
+    }
+    assert!(again.2.contains("nothing changed"), "second up changed something:\n{}", again.2);
+
+    // 4. A host presenting another key than the one pinned is refused, and named.
+    let file = sh.clusters().join(NAME).join("cluster.yaml");
+    let original = std::fs::read_to_string(&file).unwrap();
+    let (k1, k2) = (nodes[1]["host_key"].as_str().unwrap(), nodes[2]["host_key"].as_str().unwrap());
+    std::fs::write(&file, original.replace(k1, "KEY1").replace(k2, k1).replace("KEY1", k2)).unwrap();
+    let swapped = up();
+    assert_ne!(swapped.0, 0, "a swapped host key must be refused");
+    assert!(swapped.2.contains("node 1") && swapped.2.contains("host key is not the one pinned"), "{}", swapped.2);
+    std::fs::write(&file, &original).unwrap();
+
+    // 5. A host that never answers is named.
+    let ip2 = nodes[2]["private_ip"].as_str().unwrap();
+    assert!(cloud.nshost(&["sshd-stop", ip2]));
+    let silent = up_within("5");
+    assert_ne!(silent.0, 0);
+    assert!(silent.2.contains("node 2") && silent.2.contains(ip2), "{}", silent.2);
+    eprintln!("silent host: {}", silent.2.lines().last().unwrap_or(""));
+
+    // 6. down removes the instances, and with them every host.
+    let down = sh.run(&["down", "--name", NAME]);
+    if down.0 != 0 {
+        fail("deployer down", &down);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !namespaces().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(namespaces().is_empty(), "hosts left after down: {:?}", namespaces());
+    assert!(!sh.clusters().join(NAME).exists(), "the record is removed");
+    drop(cloud);
+}
