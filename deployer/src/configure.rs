@@ -159,9 +159,16 @@ async fn start(r: &Remote, unit: &str, restart: bool) -> Result<()> {
 
 /// Configures every node host of `rec` into one federation and checks it; updates the record.
 pub async fn configure(dir: &Dir, rec: &mut Cluster, opts: &Options, p: &Progress) -> Result<()> {
+    let all = rec.nodes.iter().filter(|h| h.role == "node").count();
+    configure_members(dir, rec, opts, p, all).await
+}
+
+/// Configures the first `members` node hosts into one federation and checks it (the others
+/// are left as they are: stopped after a reset); updates the record.
+pub async fn configure_members(dir: &Dir, rec: &mut Cluster, opts: &Options, p: &Progress, count: usize) -> Result<()> {
     let secrets = secrets(dir)?;
     let access = Arc::new(Access::new(dir, rec, opts.ssh_timeout)?);
-    let nodes: Vec<Host> = rec.nodes.iter().filter(|h| h.role == "node").cloned().collect();
+    let nodes: Vec<Host> = rec.nodes.iter().filter(|h| h.role == "node" && h.index < count).cloned().collect();
     if nodes.is_empty() {
         bail!("cluster {} has no node hosts: run `deployer up --name {}`", rec.name, rec.name);
     }
@@ -246,13 +253,18 @@ pub async fn configure(dir: &Dir, rec: &mut Cluster, opts: &Options, p: &Progres
     }))
     .await;
     collect_errors(engine, "could not start the engine")?;
-    phase.step("engines running");
+    for (o, _) in &remotes {
+        phase.step(&format!("node {} engine running", o.index));
+    }
     let node = futures_join(remotes.iter().map(|(o, r)| {
         let restart = o.changed.iter().any(|c| c == "cairn" || c == "config.toml" || c == UNITS[1]);
         async move { start(r, UNITS[1], restart).await }
     }))
     .await;
     collect_errors(node, "could not start the node")?;
+    for (o, _) in &remotes {
+        phase.step(&format!("node {} running", o.index));
+    }
     phase.finish();
 
     let changed: Vec<String> = remotes.iter().filter(|(o, _)| !o.changed.is_empty()).map(|(o, _)| format!("node {}: {}", o.index, o.changed.join(", "))).collect();
@@ -272,9 +284,9 @@ pub async fn configure(dir: &Dir, rec: &mut Cluster, opts: &Options, p: &Progres
     for (_, r) in remotes {
         r.close().await;
     }
-    health(rec, opts.health_timeout, p).await?;
+    health(rec, count, opts.health_timeout, p).await?;
     for h in rec.nodes.iter_mut().filter(|h| h.role == "node") {
-        h.state = "running".into();
+        h.state = if h.index < count { "running".into() } else { "standby".into() };
     }
     dir.save(rec)?;
     crate::inventory::write(dir, rec)?;
@@ -313,10 +325,10 @@ fn get(url: &str) -> Result<(u16, Value)> {
     }
 }
 
-/// Every node answers `GET /` with the keyring of all the others; a CREATE posted to node 0
-/// is VALID on every node within `timeout`.
-pub async fn health(rec: &Cluster, timeout: Duration, p: &Progress) -> Result<()> {
-    let nodes: Vec<Host> = rec.nodes.iter().filter(|h| h.role == "node").cloned().collect();
+/// Every member (the first `members` nodes) answers `GET /` with the keyring of all the
+/// others; a CREATE posted to node 0 is VALID on every member within `timeout`.
+pub async fn health(rec: &Cluster, members: usize, timeout: Duration, p: &Progress) -> Result<()> {
+    let nodes: Vec<Host> = rec.nodes.iter().filter(|h| h.role == "node" && h.index < members).cloned().collect();
     let keys: Vec<String> = nodes.iter().map(|h| h.public_key.clone().unwrap_or_default()).collect();
     tokio::task::spawn_blocking(move || -> Result<()> {
         let deadline = std::time::Instant::now() + timeout;

@@ -1,12 +1,13 @@
 //! `deployer`: provisions Cairn test clusters on EC2 and removes every trace of them.
-//! `up` (resumable, idempotent), `status`, `list`, `down`, `reap`, `ssh`. Configuring the
-//! hosts into a federation over SSH is the next step and not built yet: `up` says so.
+//! `up` (resumable, idempotent: provisions, then configures the hosts over SSH into a checked
+//! federation), `status`, `list`, `down`, `reap`, `ssh`, `exec`, `logs`, `fault`, `reset`.
 
 mod aws;
 mod cluster;
 mod configure;
 mod errors;
 mod inventory;
+mod operate;
 mod keys;
 mod pricing;
 mod progress;
@@ -32,7 +33,9 @@ clusters/NAME/cluster.yaml (no secrets; the SSH key is a 0600 file beside it), r
 every step: re-running `up` resumes and never duplicates. `down` removes by tag, without the record.\n\n\
 Credentials and region come from the standard AWS chain (environment, profiles, SSO, instance role);\n\
 AWS_ENDPOINT_URL is honoured. Hosts power themselves off at the TTL; `reap` removes expired clusters.\n\n\
-Not built yet: configuring the hosts into a federation (cairn, nats-server, keyrings, monitor)."
+`up` then configures the hosts over SSH (cairn and nats-server installed, keys made on each node,\n\
+keyrings and engine routes, systemd units) and checks the federation with a smoke transaction.\n\
+Not built yet: the monitor host's stack and --provider local."
 )]
 struct Cli {
     /// Where cluster records live (one directory per cluster)
@@ -63,6 +66,58 @@ enum Cmd {
         /// Only list what would be removed
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Run CMD as root on every node (`all`) or node I, in parallel; each host's output under its name
+    Exec {
+        /// `all` or a node index
+        which: String,
+        #[command(flatten)]
+        name: NameArg,
+        /// How long to keep retrying SSH to a host, seconds
+        #[arg(long, default_value_t = 60)]
+        ssh_timeout: u64,
+        /// The command (after --)
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Show node I's service log (journalctl); --engine for its nats-server
+    Logs {
+        /// Node index
+        index: usize,
+        #[command(flatten)]
+        name: NameArg,
+        /// The engine server's log instead of the node's
+        #[arg(long)]
+        engine: bool,
+        /// Lines to show
+        #[arg(long, default_value_t = 100)]
+        lines: usize,
+        /// Keep printing new lines
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// Inject a fault on node I: kill (SIGKILL; stays down until start), stop, start, pause, resume
+    Fault {
+        /// Node index
+        index: usize,
+        /// kill, stop, start, pause or resume
+        #[arg(value_parser = ["kill", "stop", "start", "pause", "resume"])]
+        action: String,
+        /// What to act on: the node, or its engine server
+        #[arg(default_value = "node", value_parser = ["node", "engine"])]
+        target: String,
+        #[command(flatten)]
+        name: NameArg,
+    },
+    /// Stop everything, wipe all data, and form a fresh federation of the first K nodes (no re-provisioning)
+    Reset {
+        /// Members of the fresh federation (the first K nodes; the rest stay stopped)
+        #[arg(long)]
+        nodes: usize,
+        #[command(flatten)]
+        name: NameArg,
+        #[command(flatten)]
+        install: up::InstallArgs,
     },
     /// Open a shell on host I (a node index, or `monitor`), or run CMD there; host keys are pinned
     Ssh {
@@ -114,6 +169,10 @@ async fn run(cli: Cli) -> Result<i32> {
         Cmd::Down(d) => down(&cli.dir, profile, cli.region.as_deref(), &d.name.name, Duration::from_secs(d.wait_timeout)).await,
         Cmd::Reap { dry_run } => reap(&cli.dir, profile, cli.region.as_deref(), dry_run).await,
         Cmd::Ssh { host, name, cmd } => ssh(&cli.dir, &name.name, &host, &cmd),
+        Cmd::Exec { which, name, ssh_timeout, cmd } => operate::exec(&Dir::new(&cli.dir, &name.name), &which, &cmd, Duration::from_secs(ssh_timeout)).await,
+        Cmd::Logs { index, name, engine, lines, follow } => operate::logs(&Dir::new(&cli.dir, &name.name), index, engine, lines, follow, Duration::from_secs(60)).await,
+        Cmd::Fault { index, action, target, name } => operate::fault(&Dir::new(&cli.dir, &name.name), index, &action, &target, Duration::from_secs(60)).await,
+        Cmd::Reset { nodes, name, install } => operate::reset(&Dir::new(&cli.dir, &name.name), nodes, &install.options()?, &progress::Progress::new()).await,
     }
 }
 

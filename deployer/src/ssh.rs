@@ -157,6 +157,19 @@ impl Remote {
         Ok((out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string()))
     }
 
+    /// Runs a script with its output going straight to this terminal (logs, --follow);
+    /// returns its exit code.
+    pub async fn run_inherit(&self, script: &str) -> Result<i32> {
+        let status = self
+            .command(script)
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .status()
+            .await
+            .map_err(|e| anyhow!("{}: {}", self.label, error_text(&e)))?;
+        Ok(status.code().unwrap_or(-1))
+    }
+
     /// The SHA-256 of a remote file, or None when it does not exist.
     pub async fn sha256(&self, path: &str) -> Result<Option<String>> {
         let out = self.run(&format!("if [ -f {p} ]; then sha256sum {p}; fi", p = shell_quote(path))).await?;

@@ -175,7 +175,59 @@ print('driver ok', tx['id'])
     }
     assert!(again.2.contains("nothing changed"), "second up changed something:\n{}", again.2);
 
-    // 4. A host presenting another key than the one pinned is refused, and named.
+    // 4. exec and logs reach every host.
+    let exec = sh.run(&["exec", "all", "--name", NAME, "--", "systemctl", "is-active", "cairn-node"]);
+    assert_eq!(exec.0, 0, "{exec:?}");
+    assert_eq!(exec.1.matches("(exit 0)").count(), 3, "{}", exec.1);
+    let logs = sh.run(&["logs", "0", "--name", NAME, "--lines", "5"]);
+    assert_eq!(logs.0, 0, "{logs:?}");
+
+    // 5. reset --nodes 2: a fresh, empty federation of nodes 0 and 1; node 2 stopped.
+    let (c, n) = (cairn.display().to_string(), nats.display().to_string());
+    let reset = sh.run(&["reset", "--nodes", "2", "--name", NAME, "--cairn-binary", c.as_str(), "--nats-server", n.as_str(), "--ssh-timeout", "60"]);
+    if reset.0 != 0 {
+        fail("deployer reset --nodes 2", &reset);
+    }
+    let rec2 = sh.record(NAME);
+    let states: Vec<&str> = rec2["nodes"].as_sequence().unwrap().iter().map(|n| n["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["running", "running", "standby"]);
+    let get = |url: &str| match ureq::get(url).call() {
+        Ok(r) => (r.status(), r.into_json::<serde_json::Value>().unwrap_or_default()),
+        Err(ureq::Error::Status(s, _)) => (s, serde_json::Value::Null),
+        Err(e) => panic!("{url}: {e}"),
+    };
+    for api in &apis[..2] {
+        assert_eq!(get(&format!("{api}/")).1["keyring"].as_array().unwrap().len(), 1, "{api}: keyring of the 2-node federation");
+    }
+    let driver_tx = String::from_utf8_lossy(&out.stdout).split_whitespace().last().unwrap().to_string();
+    assert_eq!(get(&format!("{}/api/v1/transactions/{driver_tx}", apis[0])).0, 404, "reset wipes the data");
+
+    // 6. fault 1 kill, transactions accepted meanwhile, fault 1 start: nothing acknowledged is lost.
+    let kill = sh.run(&["fault", "1", "kill", "--name", NAME]);
+    assert_eq!(kill.0, 0, "{kill:?}");
+    assert!(ureq::get(&format!("{}/", apis[1])).timeout(Duration::from_secs(2)).call().is_err(), "node 1 is down after kill");
+    let k = cairn::crypto::Keypair::generate();
+    let mut accepted = Vec::new();
+    for i in 0..20 {
+        let tx = cairn::tx::build_create(&[&k], &[(vec![k.public_bytes()], 1)], serde_json::json!({"fault": i}), serde_json::Value::Null);
+        let r = ureq::post(&format!("{}/api/v1/transactions?mode=async", apis[0])).send_json(&tx).unwrap();
+        assert_eq!(r.status(), 202);
+        accepted.push(tx["id"].as_str().unwrap().to_string());
+    }
+    let start = sh.run(&["fault", "1", "start", "--name", NAME]);
+    assert_eq!(start.0, 0, "{start:?}");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for api in &apis[..2] {
+        for id in &accepted {
+            while get(&format!("{api}/api/v1/transactions/{id}")).0 != 200 {
+                assert!(Instant::now() < deadline, "{id} accepted by node 0 while node 1 was killed is not VALID on {api}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+    eprintln!("fault: 20 transactions accepted while node 1 was killed are VALID on both members after it restarted");
+
+    // 7. A host presenting another key than the one pinned is refused, and named.
     let file = sh.clusters().join(NAME).join("cluster.yaml");
     let original = std::fs::read_to_string(&file).unwrap();
     let (k1, k2) = (nodes[1]["host_key"].as_str().unwrap(), nodes[2]["host_key"].as_str().unwrap());
@@ -185,7 +237,7 @@ print('driver ok', tx['id'])
     assert!(swapped.2.contains("node 1") && swapped.2.contains("host key is not the one pinned"), "{}", swapped.2);
     std::fs::write(&file, &original).unwrap();
 
-    // 5. A host that never answers is named.
+    // 8. A host that never answers is named.
     let ip2 = nodes[2]["private_ip"].as_str().unwrap();
     assert!(cloud.nshost(&["sshd-stop", ip2]));
     let silent = up_within("5");
@@ -193,7 +245,7 @@ print('driver ok', tx['id'])
     assert!(silent.2.contains("node 2") && silent.2.contains(ip2), "{}", silent.2);
     eprintln!("silent host: {}", silent.2.lines().last().unwrap_or(""));
 
-    // 6. down removes the instances, and with them every host.
+    // 9. down removes the instances, and with them every host.
     let down = sh.run(&["down", "--name", NAME]);
     if down.0 != 0 {
         fail("deployer down", &down);
