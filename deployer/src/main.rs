@@ -7,6 +7,7 @@ mod cluster;
 mod configure;
 mod errors;
 mod inventory;
+mod local;
 mod operate;
 mod keys;
 mod pricing;
@@ -164,16 +165,35 @@ async fn run(cli: Cli) -> Result<i32> {
     let profile = cli.profile.as_deref();
     match cli.cmd {
         Cmd::Up(args) => up::up(&cli.dir, profile, cli.region.as_deref(), *args).await,
+        Cmd::Status(n) if is_local(&cli.dir, &n.name) => local::status(&Dir::new(&cli.dir, &n.name)),
         Cmd::Status(n) => status(&cli.dir, profile, cli.region.as_deref(), &n.name).await,
         Cmd::List => list(&cli.dir, profile, cli.region.as_deref()).await,
+        Cmd::Down(d) if is_local(&cli.dir, &d.name.name) => local::down(&Dir::new(&cli.dir, &d.name.name)),
         Cmd::Down(d) => down(&cli.dir, profile, cli.region.as_deref(), &d.name.name, Duration::from_secs(d.wait_timeout)).await,
         Cmd::Reap { dry_run } => reap(&cli.dir, profile, cli.region.as_deref(), dry_run).await,
+        Cmd::Ssh { name, .. } if is_local(&cli.dir, &name.name) => {
+            bail!("cluster {} is local: no SSH; its members' files are in {}/node<i> (`deployer exec` runs commands there)", name.name, Dir::new(&cli.dir, &name.name).path.display())
+        }
         Cmd::Ssh { host, name, cmd } => ssh(&cli.dir, &name.name, &host, &cmd),
+        Cmd::Exec { which, name, cmd, .. } if is_local(&cli.dir, &name.name) => local::exec(&Dir::new(&cli.dir, &name.name), &which, &cmd),
         Cmd::Exec { which, name, ssh_timeout, cmd } => operate::exec(&Dir::new(&cli.dir, &name.name), &which, &cmd, Duration::from_secs(ssh_timeout)).await,
+        Cmd::Logs { index, name, engine, lines, .. } if is_local(&cli.dir, &name.name) => local::logs(&Dir::new(&cli.dir, &name.name), index, engine, lines),
         Cmd::Logs { index, name, engine, lines, follow } => operate::logs(&Dir::new(&cli.dir, &name.name), index, engine, lines, follow, Duration::from_secs(60)).await,
+        Cmd::Fault { index, action, target, name } if is_local(&cli.dir, &name.name) => local::fault(&Dir::new(&cli.dir, &name.name), index, &action, &target),
         Cmd::Fault { index, action, target, name } => operate::fault(&Dir::new(&cli.dir, &name.name), index, &action, &target, Duration::from_secs(60)).await,
+        Cmd::Reset { nodes, name, install } if is_local(&cli.dir, &name.name) => {
+            let dir = Dir::new(&cli.dir, &name.name);
+            // The binaries the cluster was formed with, unless others are given.
+            let opts = if install.cairn_binary.is_none() && install.nats_server.is_none() { local::installed(&dir)? } else { install.options()? };
+            local::reset(&dir, nodes, &opts, &progress::Progress::new()).await
+        }
         Cmd::Reset { nodes, name, install } => operate::reset(&Dir::new(&cli.dir, &name.name), nodes, &install.options()?, &progress::Progress::new()).await,
     }
+}
+
+/// Whether cluster `name` has a record saying `provider: local`.
+fn is_local(root: &std::path::Path, name: &str) -> bool {
+    Dir::new(root, name).load().ok().flatten().is_some_and(|r| r.provider == "local")
 }
 
 /// The region to use for an existing cluster: the flag, else its record's, else the chain's.

@@ -21,6 +21,9 @@ pub const DEFAULT_MONITOR_TYPE: &str = "t3.medium";
 /// `deployer up` flags.
 #[derive(Args, Debug, Clone)]
 pub struct UpArgs {
+    /// Where the hosts come from: aws (EC2), or local (processes on this machine, no SSH)
+    #[arg(long, default_value = "aws", value_parser = ["aws", "local"])]
+    provider: String,
     /// Number of nodes (re-running with a larger N adds nodes; up never removes any)
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=200))]
     nodes: u16,
@@ -105,6 +108,22 @@ pub struct InstallArgs {
 }
 
 impl InstallArgs {
+    /// Every default (for commands that start a service again).
+    pub fn defaults() -> Self {
+        InstallArgs { cairn_binary: None, nats_server: None, configure_concurrency: 16, ssh_timeout: 300, health_timeout: 180 }
+    }
+
+    /// Options for binaries already chosen.
+    pub fn options_with(&self, cairn_binary: PathBuf, nats_server: PathBuf) -> crate::configure::Options {
+        crate::configure::Options {
+            cairn_binary,
+            nats_server,
+            concurrency: self.configure_concurrency as usize,
+            ssh_timeout: Duration::from_secs(self.ssh_timeout),
+            health_timeout: Duration::from_secs(self.health_timeout),
+        }
+    }
+
     /// Resolves the defaults into configuration options; says what is missing and how to fix it.
     pub fn options(&self) -> Result<crate::configure::Options> {
         let cairn_binary = match &self.cairn_binary {
@@ -174,6 +193,10 @@ pub async fn up(root: &Path, profile: Option<&str>, region_flag: Option<&str>, a
     }
     // What will be installed is checked before anything is created.
     let options = if a.provision_only || a.dry_run { None } else { Some(a.install.options()?) };
+    if a.provider == "local" {
+        let options = options.context("--provider local has nothing to provision: drop --provision-only/--dry-run")?;
+        return crate::local::up(root, &a.name, a.nodes as usize, &options, &Progress::new()).await;
+    }
     for c in &a.allow_cidr {
         parse_cidr(c).map_err(|e| anyhow!("--allow-cidr {e}"))?;
     }

@@ -36,8 +36,11 @@ Example: loadgen --target http://127.0.0.1:9984 --count 20000 --out results/sing
 struct Args {
     /// Node HTTP API base URL; several, comma-separated, get the transactions round-robin
     /// (commits are timed on the first node's stream: every node applies every block)
-    #[arg(long, default_value = "http://127.0.0.1:9984")]
+    #[arg(long, default_value = "http://127.0.0.1:9984", conflicts_with = "cluster")]
     target: String,
+    /// A deployer cluster file (clusters/NAME/cluster.yaml): targets every running node of it
+    #[arg(long, value_name = "FILE")]
+    cluster: Option<PathBuf>,
     /// Websocket stream URL [default: the one the node advertises in /api/v1/]
     #[arg(long)]
     ws: Option<String>,
@@ -194,6 +197,33 @@ async fn raw_jetstream_rate(config: &std::path::Path, count: usize, size: usize)
     Ok(rate)
 }
 
+/// The API URLs of a deployer cluster file's running nodes, in index order.
+fn cluster_targets(file: &std::path::Path) -> Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Host {
+        index: usize,
+        role: String,
+        api: Option<String>,
+        state: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct File {
+        version: u32,
+        nodes: Vec<Host>,
+    }
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading the cluster file {}", file.display()))?;
+    let f: File = serde_yaml_ng::from_str(&text).with_context(|| format!("{} is not a deployer cluster file", file.display()))?;
+    if f.version != 1 {
+        bail!("{}: cluster file version {} is not the one this loadgen reads (1): use the matching loadgen", file.display(), f.version);
+    }
+    let mut nodes: Vec<Host> = f.nodes.into_iter().filter(|h| h.role == "node" && h.state == "running" && h.api.is_some()).collect();
+    nodes.sort_by_key(|h| h.index);
+    if nodes.is_empty() {
+        bail!("{} lists no running node: `deployer up` (or `deployer reset`) first", file.display());
+    }
+    Ok(nodes.into_iter().filter_map(|h| h.api).collect())
+}
+
 fn pct(h: &Histogram<u64>, q: f64) -> f64 {
     if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 / 1000.0 }
 }
@@ -219,7 +249,11 @@ async fn run(args: Args) -> Result<()> {
     if args.rate < 0.0 {
         bail!("--rate must be >= 0 (0 means as fast as possible)");
     }
-    let targets: Vec<String> = args.target.split(',').map(|t| t.trim().trim_end_matches('/').to_string()).filter(|t| !t.is_empty()).collect();
+    let target_list = match &args.cluster {
+        Some(f) => cluster_targets(f)?.join(","),
+        None => args.target.clone(),
+    };
+    let targets: Vec<String> = target_list.split(',').map(|t| t.trim().trim_end_matches('/').to_string()).filter(|t| !t.is_empty()).collect();
     let Some(target) = targets.first().cloned() else { bail!("--target is empty: give a node URL such as http://127.0.0.1:9984") };
     let nodes = args.nodes.unwrap_or(targets.len());
     let run_id = args.run_id.clone().unwrap_or_else(|| {
