@@ -160,7 +160,9 @@ async fn start(r: &Remote, unit: &str, restart: bool) -> Result<()> {
 /// Configures every node host of `rec` into one federation and checks it; updates the record.
 pub async fn configure(dir: &Dir, rec: &mut Cluster, opts: &Options, p: &Progress) -> Result<()> {
     let all = rec.nodes.iter().filter(|h| h.role == "node").count();
-    configure_members(dir, rec, opts, p, all).await
+    configure_members(dir, rec, opts, p, all).await?;
+    let access = Access::new(dir, rec, opts.ssh_timeout)?;
+    crate::monitor::configure(dir, rec, &access, p).await
 }
 
 /// Configures the first `members` node hosts into one federation and checks it (the others
@@ -227,7 +229,12 @@ pub async fn configure_members(dir: &Dir, rec: &mut Cluster, opts: &Options, p: 
             Member { host: h.private_ip.clone().unwrap_or_default(), bind: "0.0.0.0".into(), ports: Ports::STANDARD, public_key: o.public_key.clone() }
         })
         .collect();
-    let base = Config::default();
+    let mut base = Config::default();
+    // Every node's StatsD goes to the monitor host's Telegraf, inside the VPC.
+    if let Some(ip) = crate::monitor::host(rec).and_then(|m| m.private_ip.clone()) {
+        base.statsd.host = ip;
+        base.statsd.port = 8125;
+    }
     let mut phase = p.phase("federation configs, units", remotes.len() as u64);
     let results = futures_join(remotes.iter_mut().enumerate().map(|(i, (o, r))| {
         let mut c = federation::node_config(i, &members, &secrets, Path::new(DATA_DIR), &base);

@@ -8,6 +8,7 @@ mod configure;
 mod errors;
 mod inventory;
 mod local;
+mod monitor;
 mod operate;
 mod keys;
 mod pricing;
@@ -36,7 +37,8 @@ Credentials and region come from the standard AWS chain (environment, profiles, 
 AWS_ENDPOINT_URL is honoured. Hosts power themselves off at the TTL; `reap` removes expired clusters.\n\n\
 `up` then configures the hosts over SSH (cairn and nats-server installed, keys made on each node,\n\
 keyrings and engine routes, systemd units) and checks the federation with a smoke transaction.\n\
-Not built yet: the monitor host's stack and --provider local."
+The monitor host gets the monitor/ stack (Grafana password 0600 beside the record).\n\
+--provider local runs the same federation as processes on this machine."
 )]
 struct Cli {
     /// Where cluster records live (one directory per cluster)

@@ -493,8 +493,13 @@ pub async fn up(root: &Path, profile: Option<&str>, region_flag: Option<&str>, a
     crate::configure::configure(&dir, &mut rec, &options, &p).await?;
     p.say(&format!("configured {} nodes in {:.1}s", rec.settings.nodes, t.elapsed().as_secs_f64()));
     summary(&rec, &dir);
-    if rec.host("monitor", 0).is_some() {
-        println!("monitor: the host is provisioned; installing the monitor/ stack on it is not built into the deployer yet (its StatsD target is unset)");
+    if let Some(m) = &rec.monitor {
+        println!(
+            "Grafana: {} (user admin, password in {}, 0600); every node sends StatsD to {}",
+            m.grafana_url,
+            dir.join("grafana.secret").display(),
+            m.statsd
+        );
     }
     Ok(0)
 }

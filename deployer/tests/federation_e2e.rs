@@ -23,6 +23,9 @@ fn shims(dir: &Path) -> Option<PathBuf> {
     std::fs::create_dir_all(&out).unwrap();
     let systemctl = std::fs::read_to_string(site.join("systemctl3.py")).ok()?;
     let journalctl = std::fs::read_to_string(site.join("journalctl3.py")).ok()?.replace("systemctl_py = \"systemctl3.py\"", "systemctl_py = \"systemctl\"");
+    // `docker` goes in its own directory, mounted over the hosts' (empty) /usr/local/sbin.
+    std::fs::create_dir_all(out.join("path")).unwrap();
+    std::fs::copy(repo().join("deployer/tests/hosts/docker-shim"), out.join("path/docker")).ok()?;
     for (name, text) in [("systemctl", systemctl), ("journalctl", journalctl)] {
         let body = text.split_once('\n').map(|(_, rest)| rest).unwrap_or(&text);
         std::fs::write(out.join(name), format!("#!/usr/bin/python3\n{body}")).unwrap();
@@ -132,7 +135,7 @@ impl Lab {
     fn up(&self, nodes: &str, timeout: &str) -> (i32, String, String) {
         let (c, n) = (self.cairn.display().to_string(), self.nats.display().to_string());
         self.sh.run(&[
-            "up", "--name", NAME, "--nodes", nodes, "--no-monitor", "--yes", "--allow-cidr", "10.77.0.1/32", "--ami", AMI, "--instance-type", "c5.xlarge",
+            "up", "--name", NAME, "--nodes", nodes, "--yes", "--allow-cidr", "10.77.0.1/32", "--ami", AMI, "--instance-type", "c5.xlarge",
             "--connect", "private", "--ssh-user", "root", "--wait-timeout", timeout, "--ssh-timeout", timeout, "--cairn-binary", &c, "--nats-server", &n,
         ])
     }
@@ -174,17 +177,38 @@ fn up_forms_a_working_federation_on_namespace_hosts() {
     eprintln!("deployer up --nodes 3 (moto + namespace hosts): {:.1}s\n{}{}", t.elapsed().as_secs_f64(), first.1, first.2);
     assert!(first.2.contains("smoke transaction posted to node 0 is VALID on every node"), "{}", first.2);
     let rec = sh.record(NAME);
-    let nodes = rec["nodes"].as_sequence().unwrap();
+    let nodes: Vec<&serde_yaml_ng::Value> = rec["nodes"].as_sequence().unwrap().iter().filter(|n| n["role"] == "node").collect();
     assert_eq!(nodes.len(), 3);
     let apis: Vec<String> = nodes.iter().map(|n| n["api"].as_str().unwrap().to_string()).collect();
-    for n in nodes {
+    for n in &nodes {
         assert_eq!(n["state"].as_str(), Some("running"));
         assert!(n["public_key"].as_str().is_some_and(|k| k.len() > 40));
     }
     let inventory = std::fs::read_to_string(sh.clusters().join(NAME).join("inventory.yaml")).unwrap();
-    assert_eq!(inventory.matches("cairn_public_key:").count(), 3, "{inventory}");
+    let inv: serde_yaml_ng::Value = serde_yaml_ng::from_str(&inventory).unwrap();
+    let group = |g: &str| inv["all"]["children"][g]["hosts"].as_mapping().map(|m| m.len()).unwrap_or(0);
+    assert_eq!((group("cairn_nodes"), group("cairn_monitor")), (3, 1), "{inventory}");
+    assert!(inv["all"]["children"]["cairn_nodes"]["hosts"]["node0"]["cairn_public_key"].as_str().is_some(), "{inventory}");
     let secret = sh.clusters().join(NAME).join("engine.secret");
     assert_eq!(std::fs::metadata(&secret).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777).unwrap(), 0o600);
+
+    // The monitor host: the stack's project written (its .env 0600 holding the password kept
+    // 0600 here) and brought up through `docker compose` (a shim at the Docker boundary that
+    // validates it with the real docker-compose); every node's StatsD arrives at its UDP 8125.
+    let grafana = rec["monitor"]["grafana_url"].as_str().expect("monitor.grafana_url in the record");
+    let statsd = rec["monitor"]["statsd"].as_str().unwrap().to_string();
+    assert!(grafana.ends_with(":3000") && first.1.contains(grafana), "{grafana}\n{}", first.1);
+    let pw = sh.clusters().join(NAME).join("grafana.secret");
+    assert_eq!(std::fs::metadata(&pw).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777).unwrap(), 0o600);
+    let env = sh.run(&["ssh", "monitor", "--name", NAME, "--", "stat", "-c", "%a", "/opt/cairn/monitor/.env", "&&", "cat", "/opt/cairn/monitor/.env"]);
+    assert!(env.1.starts_with("600\n") && env.1.contains(std::fs::read_to_string(&pw).unwrap().trim()), "{env:?}");
+    let monitor_ns = format!("cairn-h{}", statsd.split(':').next().unwrap().rsplit('.').next().unwrap());
+    let capture = Command::new("ip")
+        .args(["netns", "exec", &monitor_ns, "python3", "-c"])
+        .arg("import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('0.0.0.0',8125)); s.settimeout(1)\nseen=set(); end=time.time()+6\nwhile time.time()<end:\n  try: d=s.recv(65535).decode()\n  except socket.timeout: continue\n  seen.update(l.split('|#')[1].split('node:')[1].split(',')[0] for l in d.splitlines() if l.startswith('cairn.') and 'node:' in l)\nprint(len(seen))")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&capture.stdout).trim(), "3", "StatsD from all three nodes at the monitor's {statsd}: {}", String::from_utf8_lossy(&capture.stderr));
 
     // 2. The official driver: a CREATE through node 0, read back VALID from nodes 1 and 2.
     let script = r#"
@@ -229,7 +253,7 @@ print('driver ok', tx['id'])
         fail("deployer reset --nodes 2", &reset);
     }
     let rec2 = sh.record(NAME);
-    let states: Vec<&str> = rec2["nodes"].as_sequence().unwrap().iter().map(|n| n["state"].as_str().unwrap()).collect();
+    let states: Vec<&str> = rec2["nodes"].as_sequence().unwrap().iter().filter(|n| n["role"] == "node").map(|n| n["state"].as_str().unwrap()).collect();
     assert_eq!(states, ["running", "running", "standby"]);
     let get = |url: &str| match ureq::get(url).call() {
         Ok(r) => (r.status(), r.into_json::<serde_json::Value>().unwrap_or_default()),

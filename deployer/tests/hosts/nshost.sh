@@ -2,7 +2,9 @@
 # Test hosts for the deployer: one network namespace per "instance", at the private address moto
 # gave it, running Debian's sshd with the host key from the instance's cloud-init user-data and
 # the cluster key pair's public key as root's authorized key. systemd is absent here, so each
-# host sees the docker-systemctl-replacement shim as /usr/bin/systemctl and journalctl.
+# host sees the docker-systemctl-replacement shim as /usr/bin/systemctl and journalctl, and
+# docker-shim as `docker` (in /usr/local/sbin, first on root's PATH; no daemon here: it
+# validates and records compose projects).
 # Each host has private /opt/cairn, /var/lib/cairn, /etc/cairn, /etc/systemd/system, /var/log,
 # /root, /run and /tmp (bind mounts inside the namespace's mount namespace); the rest of the
 # filesystem, users and the PID space are shared with this machine (see
@@ -67,6 +69,7 @@ EOF
     mount --bind $h/units /etc/systemd/system && mount --bind $h/log /var/log &&
     mount --bind $h/root /root &&
     mount --bind $SHIMS/systemctl /usr/bin/systemctl && mount --bind $SHIMS/journalctl /usr/bin/journalctl &&
+    mount --bind $SHIMS/path /usr/local/sbin &&
     mount -t tmpfs tmpfs /run && mkdir -p /run/sshd &&
     mount --bind $h/tmp /tmp && exec /usr/sbin/sshd -D -e" > "$STATE/$n.log" 2>&1 &
   echo $! > "$STATE/$n.pid"
