@@ -38,6 +38,8 @@ pub struct Options {
     pub cairn_binary: PathBuf,
     /// The nats-server binary for x86_64 hosts.
     pub nats_server: PathBuf,
+    /// `cairn` and nats-server for aarch64 hosts, when given.
+    pub aarch64: Option<(PathBuf, PathBuf)>,
     /// Hosts configured at once.
     pub concurrency: usize,
     /// How long to keep trying to connect to a host.
@@ -88,12 +90,20 @@ struct Outcome {
     changed: Vec<String>,
 }
 
+/// The binaries to install, per host architecture (`uname -m`).
+type Binaries = std::collections::BTreeMap<&'static str, Vec<(String, Arc<Vec<u8>>)>>;
+
 /// Step 1 on a host: user, directories, binaries, keypair. Returns its public key.
-async fn install(r: &Remote, bins: &[(String, Arc<Vec<u8>>)], changed: &mut Vec<String>) -> Result<String> {
+async fn install(r: &Remote, all: &Binaries, changed: &mut Vec<String>) -> Result<String> {
     let arch = r.run("uname -m").await?;
-    if arch.trim() != "x86_64" {
-        bail!("{} is {} but the binaries given are x86_64: pass matching --cairn-binary/--nats-server builds", r.label, arch.trim());
-    }
+    let Some(bins) = all.get(arch.trim()) else {
+        bail!(
+            "{} is {} but binaries were given for {}: pass --cairn-binary-aarch64 and --nats-server-aarch64 (or x86_64 builds with --cairn-binary/--nats-server)",
+            r.label,
+            arch.trim(),
+            all.keys().copied().collect::<Vec<_>>().join(", ")
+        );
+    };
     r.run(&format!(
         "id -u cairn >/dev/null 2>&1 || useradd --system --home-dir /var/lib/cairn --shell /usr/sbin/nologin cairn; \
          mkdir -p {BIN_DIR} /etc/cairn {DATA_DIR} {NATS_DIR} && chown -R cairn:cairn /var/lib/cairn /etc/cairn && chmod 700 /var/lib/cairn /etc/cairn"
@@ -177,7 +187,12 @@ pub async fn configure_members(dir: &Dir, rec: &mut Cluster, opts: &Options, p: 
     let read = |p: &Path, what: &str| -> Result<Arc<Vec<u8>>> {
         Ok(Arc::new(std::fs::read(p).with_context(|| format!("reading the {what} binary {} (pass --{what} PATH)", p.display()))?))
     };
-    let bins = Arc::new(vec![("cairn".to_string(), read(&opts.cairn_binary, "cairn-binary")?), ("nats-server".to_string(), read(&opts.nats_server, "nats-server")?)]);
+    let mut binaries = Binaries::new();
+    binaries.insert("x86_64", vec![("cairn".to_string(), read(&opts.cairn_binary, "cairn-binary")?), ("nats-server".to_string(), read(&opts.nats_server, "nats-server")?)]);
+    if let Some((c, n)) = &opts.aarch64 {
+        binaries.insert("aarch64", vec![("cairn".to_string(), read(c, "cairn-binary-aarch64")?), ("nats-server".to_string(), read(n, "nats-server-aarch64")?)]);
+    }
+    let bins = Arc::new(binaries);
 
     // Connect and install everywhere in parallel, at most `concurrency` hosts at once.
     let limit = Arc::new(tokio::sync::Semaphore::new(opts.concurrency.max(1)));

