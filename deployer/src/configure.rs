@@ -245,6 +245,10 @@ pub async fn configure_members(dir: &Dir, rec: &mut Cluster, opts: &Options, p: 
         })
         .collect();
     let mut base = Config::default();
+    // A fresh engine cluster of many servers takes a while to elect its JetStream leader: a
+    // node waits up to 2 minutes for it (systemd would restart a node that gave up, but
+    // waiting is quicker and does not depend on the init system).
+    base.database.connect_timeout_secs = 120;
     // Every node's StatsD goes to the monitor host's Telegraf, inside the VPC.
     if let Some(ip) = crate::monitor::host(rec).and_then(|m| m.private_ip.clone()) {
         base.statsd.host = ip;

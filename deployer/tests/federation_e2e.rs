@@ -322,6 +322,9 @@ fn thirty_two_hosts_configure_in_parallel() {
     let t = Instant::now();
     let out = lab.up("32", "300");
     if out.0 != 0 {
+        let logs = lab.sh.run(&["logs", "0", "--name", NAME, "--lines", "30"]);
+        let engine = lab.sh.run(&["logs", "0", "--engine", "--name", NAME, "--lines", "15"]);
+        eprintln!("node 0's log:\n{}{}\nits engine's log:\n{}{}", logs.1, logs.2, engine.1, engine.2);
         lab.fail("deployer up --nodes 32", &out);
     }
     eprintln!("deployer up --nodes 32 on namespace hosts: {:.1}s\n{}", t.elapsed().as_secs_f64(), out.2);

@@ -84,7 +84,12 @@ async fn invalid_block_requeues_the_valid_and_drops_the_bad() {
         let vote = &n.store.votes(0).unwrap()[0];
         assert!(vote.vote.invalid_reason.as_deref().unwrap().contains("poisoned at vote time"), "{vote:?}");
         assert_eq!(n.store.committed_height(&good1).unwrap(), Some(1));
-        assert_eq!(n.inflight_len(), 0);
+        // The in-flight overlay is cleared just after the block is applied to the store.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while n.inflight_len() != 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(n.inflight_len(), 0, "in-flight transactions left after every block was applied");
         n.shutdown();
         (good1, poison_id)
     })

@@ -95,6 +95,8 @@ impl Shell {
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_REGION", "us-east-1")
             .env("CAIRN_CLUSTERS_DIR", self.clusters())
+            // The user's nats-server (what `up` installs on the hosts), from scripts/test.sh.
+            .env("CAIRN_NATS_SERVER", repo().join(".venv/bin/nats-server"))
             .stdin(Stdio::null());
         c
     }
