@@ -57,7 +57,11 @@ def main(endpoint, cluster):
                 hk.chmod(0o600)
                 ak.write_text(pub.strip() + "\n")
                 t = time.time()
-                subprocess.run([NSHOST, "add", ip, str(ak), str(hk)], check=True)
+                r = subprocess.run([NSHOST, "add", ip, str(ak), str(hk)])
+                if r.returncode != 0:
+                    print(f"fakecloud: could not make the host for {iid} {ip} (exit {r.returncode}); retrying", flush=True)
+                    subprocess.run([NSHOST, "del", ip])
+                    continue
                 hosts[iid] = ip
                 print(f"fakecloud: host up {iid} {ip} in {time.time() - t:.2f}s", flush=True)
         for iid in [k for k in hosts if k not in seen]:

@@ -23,8 +23,16 @@ BRIDGE=cairnbr0
 name() { echo "cairn-h${1##*.}"; }
 
 bridge() {
+  # The kernel's ARP table is shared by all namespaces (default limit 1,024 entries): 33 hosts
+  # whose engines form a full mesh need ~1,100, and beyond the limit new entries are refused
+  # ("neighbor table overflow"), cutting this machine off from the hosts. Raise it.
+  if [ "$(sysctl -n net.ipv4.neigh.default.gc_thresh3)" -lt 16384 ]; then
+    sysctl -qw net.ipv4.neigh.default.gc_thresh1=4096 net.ipv4.neigh.default.gc_thresh2=8192 net.ipv4.neigh.default.gc_thresh3=16384
+  fi
   if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
-    ip link add "$BRIDGE" type bridge
+    # A fixed address: a bridge otherwise takes the lowest MAC of its ports, which changes as
+    # hosts are added and leaves the earlier hosts' ARP entries for 10.77.0.1 stale.
+    ip link add "$BRIDGE" address 02:77:00:00:00:01 type bridge
     ip addr add 10.77.0.1/24 dev "$BRIDGE"
     ip link set "$BRIDGE" up
   fi
@@ -58,6 +66,8 @@ Subsystem sftp internal-sftp
 EOF
   ip netns add "$n"
   local v="v${n#cairn-}"
+  # A veth left by a host whose namespace outlived it (zombie processes keep it alive) goes.
+  ip link del "$v" 2>/dev/null || true
   ip link add "$v" type veth peer name eth0 netns "$n"
   ip link set "$v" master "$BRIDGE" up
   ip netns exec "$n" ip addr add "$ip"/24 dev eth0
@@ -91,6 +101,7 @@ sshd_stop() {
 
 down() {
   for n in $(ip netns list | awk '{print $1}' | grep '^cairn-h' || true); do del "10.77.0.${n#cairn-h}"; done
+  for v in $(ip -br link | awk '{print $1}' | grep '^vh[0-9]*@' | cut -d@ -f1 || true); do ip link del "$v" 2>/dev/null || true; done
   ip link del "$BRIDGE" 2>/dev/null || true
 }
 
