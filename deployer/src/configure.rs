@@ -49,7 +49,7 @@ pub struct Options {
 }
 
 /// The federation's engine credentials, kept 0600 beside the cluster file (never in it).
-fn secrets(dir: &Dir) -> Result<Secrets> {
+pub fn secrets(dir: &Dir) -> Result<Secrets> {
     let path = dir.join("engine.secret");
     if let Ok(text) = std::fs::read_to_string(&path) {
         let v: Vec<&str> = text.lines().collect();
@@ -59,6 +59,7 @@ fn secrets(dir: &Dir) -> Result<Secrets> {
         bail!("{} is malformed (3 lines: user, password, route password): delete it and run `deployer reset` to form the engine anew", path.display());
     }
     let s = Secrets::generate();
+    std::fs::create_dir_all(&dir.path)?;
     cluster::write_atomic(&path, format!("{}\n{}\n{}\n", s.user, s.password, s.route_password).as_bytes(), 0o600)?;
     Ok(s)
 }

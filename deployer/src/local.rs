@@ -11,7 +11,7 @@ use crate::configure::{self, Options};
 use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
 use cairn::config::Config;
-use cairn::federation::{self, Member, Ports, Secrets};
+use cairn::federation::{self, Member, Ports};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -166,7 +166,7 @@ pub fn installed(dir: &Dir) -> Result<Options> {
 
 /// Forms (or re-forms) a federation of the first `count` members and checks it.
 async fn form(dir: &Dir, rec: &mut Cluster, opts: &Options, p: &Progress, count: usize) -> Result<()> {
-    let secrets = local_secrets(dir)?;
+    let secrets = configure::secrets(dir)?;
     let opts = &install(dir, opts)?;
     let mut phase = p.phase("members: keys, configs", count as u64);
     let mut members = Vec::new();
@@ -231,20 +231,6 @@ async fn form(dir: &Dir, rec: &mut Cluster, opts: &Options, p: &Progress, count:
     dir.save(rec)?;
     crate::inventory::write(dir, rec)?;
     Ok(())
-}
-
-fn local_secrets(dir: &Dir) -> Result<Secrets> {
-    let path = dir.join("engine.secret");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        let v: Vec<&str> = text.lines().collect();
-        if v.len() == 3 {
-            return Ok(Secrets { user: v[0].into(), password: v[1].into(), route_password: v[2].into() });
-        }
-    }
-    let s = Secrets::generate();
-    std::fs::create_dir_all(&dir.path)?;
-    cluster::write_atomic(&path, format!("{}\n{}\n{}\n", s.user, s.password, s.route_password).as_bytes(), 0o600)?;
-    Ok(s)
 }
 
 /// Starts a member's engine or node unless it is already running.

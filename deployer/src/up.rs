@@ -162,14 +162,7 @@ impl InstallArgs {
             }
             None => cairn::devcluster::find_nats_server(&[PathBuf::from(".venv/bin/nats-server")])?,
         };
-        Ok(crate::configure::Options {
-            cairn_binary,
-            nats_server,
-            aarch64: self.cairn_binary_aarch64.clone().zip(self.nats_server_aarch64.clone()),
-            concurrency: self.configure_concurrency as usize,
-            ssh_timeout: Duration::from_secs(self.ssh_timeout),
-            health_timeout: Duration::from_secs(self.health_timeout),
-        })
+        Ok(self.options_with(cairn_binary, nats_server))
     }
 }
 
