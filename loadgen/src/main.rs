@@ -301,7 +301,7 @@ async fn run(args: Args) -> Result<()> {
 
     let ids: Arc<HashMap<String, usize>> = Arc::new(bodies.iter().enumerate().map(|(i, (id, _))| (id.clone(), i)).collect());
     let sent_at: Arc<Vec<Mutex<Option<Instant>>>> = Arc::new((0..args.count).map(|_| Mutex::new(None)).collect());
-    let live = Arc::new(Live::default());
+    let live = Arc::new(Live::new(reporter.is_some()));
 
     // Follow the commit stream before sending anything; only this run's transactions count.
     let (ws, _) = tokio_tungstenite::connect_async(&ws_url).await.with_context(|| format!("cannot open the websocket stream {ws_url}"))?;

@@ -44,11 +44,18 @@ pub struct Live {
     /// This run's transactions committed.
     pub committed: AtomicU64,
     rejected_by: Mutex<BTreeMap<String, u64>>,
+    /// Whether latency samples are kept for a reporter (off without --statsd: no per-tx lock).
+    sampling: bool,
     accept_us: Mutex<Vec<u64>>,
     commit_us: Mutex<Vec<u64>>,
 }
 
 impl Live {
+    /// Counters, and latency samples too when `sampling` (a reporter will drain them).
+    pub fn new(sampling: bool) -> Self {
+        Live { sampling, ..Default::default() }
+    }
+
     /// Counts a refusal under `reason` (an HTTP status, or `transport`).
     pub fn reject(&self, reason: &str) {
         self.rejected.fetch_add(1, Ordering::Relaxed);
@@ -58,13 +65,17 @@ impl Live {
     /// Records one 202 and its latency.
     pub fn accept(&self, latency_us: u64) {
         self.accepted.fetch_add(1, Ordering::Relaxed);
-        self.accept_us.lock().expect("lock").push(latency_us);
+        if self.sampling {
+            self.accept_us.lock().expect("lock").push(latency_us);
+        }
     }
 
     /// Records one commit of ours and its latency.
     pub fn commit(&self, latency_us: u64) {
         self.committed.fetch_add(1, Ordering::Relaxed);
-        self.commit_us.lock().expect("lock").push(latency_us);
+        if self.sampling {
+            self.commit_us.lock().expect("lock").push(latency_us);
+        }
     }
 }
 
@@ -157,7 +168,7 @@ mod tests {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_read_timeout(Some(std::time::Duration::from_millis(300))).unwrap();
         let mut r = Reporter::new(&sock.local_addr().unwrap().to_string(), "r1").unwrap();
-        let live = Live::default();
+        let live = Live::new(true);
         live.sent.store(2_500, Ordering::Relaxed);
         for i in 0..2_500 {
             live.accept(i);
