@@ -256,7 +256,7 @@ pub async fn configure_members(dir: &Dir, rec: &mut Cluster, opts: &Options, p: 
         base.statsd.port = 8125;
     }
     let mut phase = p.phase("federation configs, units", remotes.len() as u64);
-    let results = futures_join(remotes.iter_mut().enumerate().map(|(i, (o, r))| {
+    let results = futures_util::future::join_all(remotes.iter_mut().enumerate().map(|(i, (o, r))| {
         let mut c = federation::node_config(i, &members, &secrets, Path::new(DATA_DIR), &base);
         c.wsserver.advertised_host = r.addr.clone();
         let node_toml = toml_of(&c);
@@ -274,23 +274,18 @@ pub async fn configure_members(dir: &Dir, rec: &mut Cluster, opts: &Options, p: 
 
     // Engines first (the JetStream cluster forms), then the nodes.
     let mut phase = p.phase("start engines, then nodes", 2 * remotes.len() as u64);
-    let engine = futures_join(remotes.iter().map(|(o, r)| {
-        let restart = o.changed.iter().any(|c| c == "nats-server" || c == "nats.conf" || c == UNITS[0]);
-        async move { start(r, UNITS[0], restart).await }
-    }))
-    .await;
-    collect_errors(engine, "could not start the engine")?;
-    for (o, _) in &remotes {
-        phase.step(&format!("node {} engine running", o.index));
-    }
-    let node = futures_join(remotes.iter().map(|(o, r)| {
-        let restart = o.changed.iter().any(|c| c == "cairn" || c == "config.toml" || c == UNITS[1]);
-        async move { start(r, UNITS[1], restart).await }
-    }))
-    .await;
-    collect_errors(node, "could not start the node")?;
-    for (o, _) in &remotes {
-        phase.step(&format!("node {} running", o.index));
+    // A unit is restarted only when something it runs from changed.
+    let plan: [(&str, &str, [&str; 3]); 2] = [(UNITS[0], "engine running", ["nats-server", "nats.conf", UNITS[0]]), (UNITS[1], "running", ["cairn", "config.toml", UNITS[1]])];
+    for (unit, done, inputs) in plan {
+        let results = futures_util::future::join_all(remotes.iter().map(|(o, r)| {
+            let restart = o.changed.iter().any(|c| inputs.contains(&c.as_str()));
+            async move { start(r, unit, restart).await }
+        }))
+        .await;
+        collect_errors(results, &format!("could not start {unit}"))?;
+        for (o, _) in &remotes {
+            phase.step(&format!("node {} {done}", o.index));
+        }
     }
     phase.finish();
 
@@ -326,14 +321,6 @@ fn toml_of(c: &Config) -> String {
         Ok(s) => s,
         Err(e) => panic!("config serializes: {e}"),
     }
-}
-
-/// Runs futures concurrently and returns their results in order.
-async fn futures_join<F, T>(futs: impl Iterator<Item = F>) -> Vec<T>
-where
-    F: std::future::Future<Output = T>,
-{
-    futures_util::future::join_all(futs).await
 }
 
 fn collect_errors(results: Vec<Result<()>>, what: &str) -> Result<()> {

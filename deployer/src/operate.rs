@@ -37,16 +37,7 @@ pub async fn exec(dir: &Dir, which: &str, cmd: &[String], timeout: Duration) -> 
     let access = Access::new(dir, &rec, timeout)?;
     let script = cmd.join(" ");
     let hosts = select(&rec, which)?;
-    let results = futures_util::future::join_all(hosts.iter().map(|h| {
-        let (access, script) = (&access, &script);
-        async move {
-            let r = access.connect(h).await?;
-            let out = r.run_status(script).await;
-            r.close().await;
-            out.map(|o| (h.index, o))
-        }
-    }))
-    .await;
+    let results = futures_util::future::join_all(hosts.iter().map(|h| async { access.run_once(h, &script).await.map(|o| (h.index, o)) })).await;
     let mut code = 0;
     for (h, res) in hosts.iter().zip(results) {
         match res {
@@ -136,13 +127,10 @@ pub async fn reset(dir: &Dir, members: usize, opts: &Options, p: &Progress) -> R
         d = shell_quote(DATA_DIR),
         j = shell_quote(NATS_DIR)
     );
-    let results = futures_util::future::join_all(hosts.iter().map(|h| {
-        let (access, wipe) = (&access, &wipe);
-        async move {
-            let r = access.connect(h).await?;
-            let out = r.run(wipe).await;
-            r.close().await;
-            out.map(|_| h.index)
+    let results = futures_util::future::join_all(hosts.iter().map(|h| async {
+        match access.run_once(h, &wipe).await? {
+            (0, _, _) => Ok(h.index),
+            (code, _, err) => bail!("node {}: stopping and wiping failed (exit {code}): {}", h.index, err.trim()),
         }
     }))
     .await;

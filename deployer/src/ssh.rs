@@ -102,6 +102,16 @@ impl Access {
     }
 }
 
+impl Access {
+    /// Connects to `h`, runs `script` (as [`Remote::run_status`]) and disconnects.
+    pub async fn run_once(&self, h: &Host, script: &str) -> Result<(i32, String, String)> {
+        let r = self.connect(h).await?;
+        let out = r.run_status(script).await;
+        r.close().await;
+        out
+    }
+}
+
 impl Drop for Access {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir(&self.control);
