@@ -44,6 +44,12 @@ impl Keypair {
         Self::from_signing(SigningKey::generate(&mut rand::rngs::OsRng))
     }
 
+    /// A keypair from a 32-byte seed: reproducible workloads (`loadgen --seed`) derive their
+    /// keys this way. Never use a guessable seed for keys that hold anything.
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        Self::from_signing(SigningKey::from_bytes(&seed))
+    }
+
     /// Builds a keypair from a base58 private key (32-byte seed).
     pub fn from_private_b58(s: &str) -> Result<Self, KeyError> {
         let seed = decode_public_key(s).map_err(|_| KeyError("<private key hidden>".into()))?;

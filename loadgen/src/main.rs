@@ -1,41 +1,115 @@
-//! `loadgen`: drives a Cairn (or BigchainDB-compatible) node with pre-signed transactions and
-//! reports accepted (HTTP 202) and committed (valid, from the websocket stream) throughput and
-//! latency, beside the machine's raw Ed25519 verify rate measured in the same run.
+//! `loadgen`: drives Cairn (or BigchainDB-compatible) nodes with pre-signed transactions and
+//! reports offered, accepted (HTTP 202), rejected, lost and committed (VALID on the websocket
+//! stream) counts, rates and latencies.
 //!
-//! Signing happens before the clock starts; the send schedule is open-loop (a fixed rate, or
-//! as fast as `--concurrency` connections allow), and latencies are measured from each
-//! transaction's scheduled send time, so a slow server cannot hide queueing (no coordinated
-//! omission).
+//! `loadgen run` measures one point against given nodes; `loadgen sweep` draws the writes/s
+//! versus node-count curve over fresh federations (this machine or a deployer cluster) with a
+//! correctness gate, fault schedules and a report; `loadgen compare` diffs two sweeps. Signing
+//! happens before the clock starts; the schedule is open loop, and latency runs from each
+//! transaction's scheduled send time (no coordinated omission).
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
+use cairn_loadgen::fleet::{cluster_members, Fleet, Programs};
+use cairn_loadgen::http::{client, get_json};
+use cairn_loadgen::metrics::{Live, Reporter};
+use cairn_loadgen::point::{self, Latency, Settings, Targets};
+use cairn_loadgen::progress::Progress;
+use cairn_loadgen::provenance;
+use cairn_loadgen::report::RunSummary;
+use cairn_loadgen::sweep;
+use cairn_loadgen::workload::{Kind, Spec};
+use clap::{Args, Parser, Subcommand};
 use ledger::crypto::Keypair;
-use clap::Parser;
-use futures_util::StreamExt;
-use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use rayon::prelude::*;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use cairn_loadgen::metrics::{Live, Reporter};
 
 #[derive(Parser, Debug)]
-#[command(name = "loadgen", version, about = "Load generator for Cairn nodes: accepted vs committed tx/s and latency",
+#[command(name = "loadgen", version, about = "Load generator for Cairn: one run, node-count sweeps with a report, comparisons",
     long_about = "Load generator for Cairn nodes.\n\n\
-Pre-signs --count CREATE transactions of ~765 bytes, posts them to --target over --concurrency\n\
-keep-alive connections (open loop at --rate tx/s, or as fast as possible with --rate 0), and\n\
-follows the node's websocket stream to time commits. Writes a JSON result with the run's\n\
-metadata (tx size, node count, machine, durability) and appends a CSV row.\n\n\
-Example: loadgen --target http://127.0.0.1:9984 --count 20000 --out results/single.json")]
-struct Args {
-    /// Node HTTP API base URL; several, comma-separated, get the transactions round-robin
-    /// (commits are timed on the first node's stream: every node applies every block)
+  loadgen run      one measured run against given nodes (--target URLs or --cluster FILE)\n\
+  loadgen sweep    the writes/s versus nodes curve: fresh federations of each size (--local, or a\n\
+                   deployer --cluster), capacity search at a latency objective, a correctness gate,\n\
+                   fault schedules, results directory with CSV, plots and an HTML report\n\
+  loadgen compare  differences between two sweeps; non-zero exit past a threshold\n\n\
+Without a subcommand, `run` is assumed (loadgen --target URL ... as before).\n\
+Accepted = HTTP 202 (durable in the backlog); committed = in a block decided VALID, seen on the\n\
+node's websocket stream. Latencies run from each transaction's scheduled send time.")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// One measured run against running nodes
+    Run(Box<RunArgs>),
+    /// Writes/s versus node count over fresh federations, with a report
+    Sweep(Box<SweepArgs>),
+    /// Compare two sweeps (results directories or run.json files)
+    Compare {
+        /// The baseline
+        a: PathBuf,
+        /// The candidate
+        b: PathBuf,
+        /// Percent past which a drop in committed tx/s (or a rise in commit p99) fails
+        #[arg(long, default_value_t = 10.0)]
+        threshold: f64,
+    },
+}
+
+/// What is sent: shared by run and sweep.
+#[derive(Args, Debug, Clone)]
+struct WorkloadArgs {
+    /// create (CREATEs of --tx-bytes), transfer (TRANSFER chains spending earlier outputs), or
+    /// mix (--transfer-share of TRANSFERs among CREATEs)
+    #[arg(long, default_value = "create", value_parser = ["create", "transfer", "mix"])]
+    workload: String,
+    /// Size of each CREATE in bytes of canonical JSON (BigchainDB's benchmarks used 765)
+    #[arg(long, default_value_t = ledger::workload::TX_BYTES)]
+    tx_bytes: usize,
+    /// Share of TRANSFERs in a mix
+    #[arg(long, default_value_t = 0.5)]
+    transfer_share: f64,
+    /// TRANSFERs per chain: link k+1 spends link k and is sent once link k is committed
+    #[arg(long, default_value_t = 1)]
+    chain_depth: usize,
+    /// Share of all transactions that are conflicting double-spend pairs (two TRANSFERs of one
+    /// output sent at once to different nodes; at most one may commit)
+    #[arg(long, default_value_t = 0.0)]
+    double_spend_share: f64,
+    /// Seed of every key and so of every transaction [default: random, recorded in the results]
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+impl WorkloadArgs {
+    fn spec(&self) -> Result<Spec> {
+        let s = Spec {
+            workload: self.workload.clone(),
+            tx_bytes: self.tx_bytes,
+            transfer_share: match self.workload.as_str() {
+                "create" => 0.0,
+                "transfer" => 1.0,
+                _ => self.transfer_share,
+            },
+            chain_depth: self.chain_depth,
+            double_spend_share: self.double_spend_share,
+            seed: self.seed.unwrap_or_else(|| u64::from_le_bytes(Keypair::generate().public_bytes()[..8].try_into().expect("8 bytes"))),
+        };
+        s.check()?;
+        Ok(s)
+    }
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Node HTTP API base URL; several, comma-separated, share the transactions (commits are
+    /// timed on the first node's stream: every node applies every block)
     #[arg(long, default_value = "http://127.0.0.1:9984", conflicts_with = "cluster")]
     target: String,
     /// A deployer cluster file (clusters/NAME/cluster.yaml): targets every running node of it
@@ -56,10 +130,16 @@ struct Args {
     /// POST mode: async (202 once durable in the backlog) or sync
     #[arg(long, default_value = "async", value_parser = ["async", "sync"])]
     mode: String,
-    /// Seconds to wait for commits after the last accept
+    #[command(flatten)]
+    workload: WorkloadArgs,
+    /// Seconds to wait for commits after the last answer
     #[arg(long, default_value_t = 60)]
     commit_timeout: u64,
-    /// Number of nodes in the target federation (recorded in the results) [default: number of targets]
+    /// Only measure acceptance: no node checks, no commit stream (for a bare HTTP endpoint,
+    /// e.g. measuring loadgen's own ceiling)
+    #[arg(long)]
+    accept_only: bool,
+    /// Number of nodes in the target federation (recorded) [default: number of targets]
     #[arg(long)]
     nodes: Option<usize>,
     /// Before the run, measure the raw JetStream publish rate of messages of the same size
@@ -70,34 +150,256 @@ struct Args {
     /// Durability of the target (recorded in the results)
     #[arg(long, default_value = "backlog fsync per group commit (embedded engine)")]
     durability: String,
-    /// JSON results file (a CSV row is appended next to it, same name with .csv)
+    /// JSON results file (a CSV row is appended next to it, same name with .csv; per-transaction
+    /// events go to the same name with .events.csv)
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Send live metrics (offered, sent, accepted, rejected, committed, latencies) as StatsD
-    /// to HOST:PORT once a second, e.g. the monitor's Telegraf at 127.0.0.1:8125
+    /// Send live metrics as StatsD to HOST:PORT once a second, e.g. the monitor's Telegraf at 127.0.0.1:8125
     #[arg(long, value_name = "HOST:PORT")]
     statsd: Option<String>,
-    /// Run id: the `run` tag of the StatsD metrics and the "run" field of the results
-    /// [default: run-<unix seconds>]
+    /// Run id: the `run` tag of the StatsD metrics and the "run" field of the results [default: run-<unix seconds>]
     #[arg(long)]
     run_id: Option<String>,
+    /// Print the result JSON on stdout (the default when stdout is not a terminal)
+    #[arg(long)]
+    json: bool,
+    /// Plain progress lines even on a terminal
+    #[arg(long)]
+    plain: bool,
 }
 
-fn machine() -> Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
-        .unwrap_or_else(|| "unknown".into());
-    let mem_kb: u64 = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
-        .unwrap_or(0);
-    json!({
-        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "cpu": cpu,
-        "memory_gib": (mem_kb as f64 / 1048576.0 * 10.0).round() / 10.0,
-        "os": std::env::consts::OS,
-    })
+#[derive(Args, Debug)]
+#[command(long_about = "The writes/s versus node-count curve.\n\n\
+For each N of --nodes: a fresh federation (--local: this machine, one node with the embedded engine\n\
+for N = 1 and a local deployer cluster of nats-servers for more; --cluster FILE: `deployer reset\n\
+--nodes N` on a deployed cluster), a preflight (every node answers, one keyring), a capacity search\n\
+(double from --start-rate until a probe misses the objective, then --search-steps bisections), a\n\
+measured run at half the highest rate that met it (with --faults), then the correctness gate\n\
+(every accepted transaction in exactly one VALID block on every node, state digests agree, no\n\
+double-spend pair with both sides committed). Results: --out DIR (default results/<run-id>) with\n\
+run.json, points.csv, timeseries.csv, events-n<N>.csv, SVG and PNG plots and index.html.\n\
+An interrupted sweep continues with --resume DIR.\n\n\
+Fault schedule (--faults FILE, YAML):\n\
+  faults:\n\
+    - {at: 5s, action: kill, node: 1, target: node, for: 5s}   # kill | stop | restart | pause; node | engine\n\n\
+Example (a few minutes on 2 cores):\n\
+  loadgen sweep --local --nodes 1,2,3 --probe-secs 5 --hold-secs 10")]
+struct SweepArgs {
+    /// Node counts, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    nodes: Vec<usize>,
+    /// Fresh federations on this machine
+    #[arg(long, conflicts_with = "cluster", required_unless_present_any = ["cluster", "resume"])]
+    local: bool,
+    /// A deployer cluster file: each point resets it to its first N nodes
+    #[arg(long, value_name = "FILE")]
+    cluster: Option<PathBuf>,
+    #[command(flatten)]
+    workload: WorkloadArgs,
+    /// Hold this offered rate at every point instead of searching for the highest one
+    #[arg(long)]
+    rate: Option<f64>,
+    /// First rate the search tries (tx/s)
+    #[arg(long, default_value_t = 1000.0)]
+    start_rate: f64,
+    /// Highest rate the search tries (tx/s)
+    #[arg(long, default_value_t = 64_000.0)]
+    max_rate: f64,
+    /// Bisection steps after the first probe that misses the objective
+    #[arg(long, default_value_t = 2)]
+    search_steps: usize,
+    /// Seconds each search probe offers load
+    #[arg(long, default_value_t = 10.0)]
+    probe_secs: f64,
+    /// Seconds of the measured run at half the highest rate
+    #[arg(long, default_value_t = 20.0)]
+    hold_secs: f64,
+    /// Objective: commit latency p99 at most this many milliseconds
+    #[arg(long, default_value_t = 2000.0)]
+    slo_p99_ms: f64,
+    /// Objective: at least this share of offered transactions committed
+    #[arg(long, default_value_t = 0.95)]
+    slo_committed: f64,
+    /// Concurrent HTTP connections
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Seconds to wait for commits after the last answer
+    #[arg(long, default_value_t = 60)]
+    commit_timeout: u64,
+    /// A run whose send lag p99 exceeds this (ms) is marked invalid
+    #[arg(long, default_value_t = 250)]
+    max_lag_ms: u64,
+    /// Fault schedule (YAML) applied during each point's measured run
+    #[arg(long, value_name = "FILE")]
+    faults: Option<PathBuf>,
+    /// Results directory [default: results/<run-id>]
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the interrupted sweep in DIR (its manifest holds the flags)
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["local", "cluster"])]
+    resume: Option<PathBuf>,
+    /// Run id [default: sweep-<unix seconds>]
+    #[arg(long)]
+    run_id: Option<String>,
+    /// `cairn` binary [default: beside loadgen]
+    #[arg(long)]
+    cairn_binary: Option<PathBuf>,
+    /// `deployer` binary [default: beside loadgen]
+    #[arg(long)]
+    deployer: Option<PathBuf>,
+    /// nats-server for local federations [default: the deployer's]
+    #[arg(long)]
+    nats_server: Option<PathBuf>,
+    /// Print the points as JSON on stdout at the end
+    #[arg(long)]
+    json: bool,
+    /// Plain progress lines even on a terminal
+    #[arg(long)]
+    plain: bool,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn check_run_id(id: &str) -> Result<()> {
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        bail!("--run-id {id:?}: use letters, digits, '-', '_' or '.' (it becomes a metric tag and a directory name)");
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() {
+    // `loadgen --target ...` (no subcommand) keeps meaning `loadgen run ...`.
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let first = argv.get(1).and_then(|a| a.to_str()).map(str::to_string);
+    if first.as_deref().is_none_or(|a| a.starts_with("--") && !["--help", "--version"].contains(&a)) {
+        argv.insert(1, "run".into());
+    }
+    let cli = Cli::parse_from(argv);
+    let result = match cli.cmd {
+        Cmd::Run(a) => run(*a).await,
+        Cmd::Sweep(a) => sweep_cmd(*a).await,
+        Cmd::Compare { a, b, threshold } => match cairn_loadgen::compare::compare(&a, &b, threshold) {
+            Ok(bad) if bad.is_empty() => {
+                println!("no difference past {threshold} %");
+                Ok(())
+            }
+            Ok(bad) => {
+                for l in &bad {
+                    eprintln!("regression: {l}");
+                }
+                std::process::exit(2);
+            }
+            Err(e) => Err(e),
+        },
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn sweep_cmd(a: SweepArgs) -> Result<()> {
+    let progress = Progress::new(a.plain);
+    let (run_id, cfg, out) = match &a.resume {
+        Some(dir) => {
+            let (id, cfg) = sweep::resume_config(dir)?;
+            (id, cfg, dir.clone())
+        }
+        None => {
+            let id = a.run_id.clone().unwrap_or_else(|| format!("sweep-{}", unix_now()));
+            check_run_id(&id)?;
+            if a.nodes.is_empty() || a.nodes.contains(&0) {
+                bail!("--nodes needs node counts of at least 1, e.g. --nodes 1,2,4");
+            }
+            if a.rate.is_some_and(|r| r <= 0.0) || a.start_rate <= 0.0 || a.max_rate < a.start_rate {
+                bail!("rates must be positive and --max-rate at least --start-rate");
+            }
+            if a.probe_secs < 1.0 || a.hold_secs < 1.0 {
+                bail!("--probe-secs and --hold-secs must be at least 1");
+            }
+            let faults = a.faults.as_deref().map(cairn_loadgen::faults::Schedule::load).transpose()?;
+            if let Some(f) = &faults {
+                if f.end() >= a.hold_secs {
+                    bail!("the fault schedule ends at {:.1} s but the measured run lasts {} s: raise --hold-secs past the last heal", f.end(), a.hold_secs);
+                }
+            }
+            let cfg = sweep::Config {
+                nodes: a.nodes.clone(),
+                fleet: match &a.cluster {
+                    Some(f) => f.display().to_string(),
+                    None => "local".into(),
+                },
+                workload: a.workload.spec()?,
+                rate: a.rate,
+                start_rate: a.start_rate,
+                max_rate: a.max_rate,
+                search_steps: a.search_steps,
+                probe_secs: a.probe_secs,
+                hold_secs: a.hold_secs,
+                slo_p99_ms: a.slo_p99_ms,
+                slo_committed: a.slo_committed,
+                concurrency: a.concurrency,
+                faults,
+                commit_timeout: a.commit_timeout,
+                max_lag_ms: a.max_lag_ms,
+            };
+            let out = a.out.clone().unwrap_or_else(|| PathBuf::from("results").join(&id));
+            (id, cfg, out)
+        }
+    };
+    let programs = Programs::find(a.cairn_binary.clone(), a.deployer.clone(), a.nats_server.clone())?;
+    let fleet = if cfg.fleet == "local" {
+        Fleet::local(programs.clone(), out.join("fleet"))
+    } else {
+        let f = Fleet::deployed(programs.clone(), std::path::Path::new(&cfg.fleet))?;
+        if let Some(cap) = f.capacity() {
+            if let Some(n) = cfg.nodes.iter().find(|n| **n > cap) {
+                bail!("{} has {cap} nodes; --nodes asks for {n}: `deployer up --nodes {n}` first, or sweep fewer", cfg.fleet);
+            }
+        }
+        f
+    };
+    let mut binaries = json!({
+        "loadgen": provenance::binary(&std::env::current_exe()?),
+        "cairn": provenance::binary(&programs.cairn),
+        "deployer": provenance::binary(&programs.deployer),
+    });
+    if let Some(ns) = &programs.nats_server {
+        binaries["nats-server"] = provenance::binary(ns);
+    }
+    let prov = json!({
+        "started": unix_now(),
+        "git": provenance::git(),
+        "binaries": binaries,
+        "machine": provenance::machine(),
+        "command": std::env::args().collect::<Vec<_>>(),
+    });
+    progress.say(&format!("sweep {run_id}: nodes {:?}, results in {}", cfg.nodes, out.display()));
+    let points = sweep::run(cfg, &run_id, &out, fleet, prov, &progress).await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&points)?);
+    }
+    eprintln!("\nnodes  status   committed tx/s  accepted tx/s  commit p99 ms  gate");
+    for p in &points {
+        let m = p.measured.as_ref();
+        eprintln!(
+            "{:>5}  {:<7}  {:>14}  {:>13}  {:>13}  {}",
+            p.nodes,
+            p.status,
+            p.max_committed_tps.or(m.map(|m| m.committed_tps)).map(|v| format!("{v:.0}")).unwrap_or_else(|| "–".into()),
+            m.map(|m| format!("{:.0}", m.accepted_tps)).unwrap_or_else(|| "–".into()),
+            m.map(|m| format!("{:.0}", m.commit_latency_ms.p99)).unwrap_or_else(|| "–".into()),
+            if p.gate.passed { "passed" } else { "failed" }
+        );
+    }
+    eprintln!("report: {}", out.join("index.html").display());
+    if let Some(p) = points.iter().find(|p| p.status == "failed") {
+        bail!("point {} failed: {}", p.nodes, p.reasons.join("; "));
+    }
+    Ok(())
 }
 
 /// Strict Ed25519 verifications per second on all cores: the ceiling validation is held to.
@@ -197,299 +499,153 @@ async fn raw_jetstream_rate(config: &std::path::Path, count: usize, size: usize)
     Ok(rate)
 }
 
-/// The API URLs of a deployer cluster file's running nodes, in index order.
-fn cluster_targets(file: &std::path::Path) -> Result<Vec<String>> {
-    #[derive(serde::Deserialize)]
-    struct Host {
-        index: usize,
-        role: String,
-        api: Option<String>,
-        state: String,
-    }
-    #[derive(serde::Deserialize)]
-    struct File {
-        version: u32,
-        nodes: Vec<Host>,
-    }
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading the cluster file {}", file.display()))?;
-    let f: File = serde_yaml_ng::from_str(&text).with_context(|| format!("{} is not a deployer cluster file", file.display()))?;
-    if f.version != 1 {
-        bail!("{}: cluster file version {} is not the one this loadgen reads (1): use the matching loadgen", file.display(), f.version);
-    }
-    let mut nodes: Vec<Host> = f.nodes.into_iter().filter(|h| h.role == "node" && h.state == "running" && h.api.is_some()).collect();
-    nodes.sort_by_key(|h| h.index);
-    if nodes.is_empty() {
-        bail!("{} lists no running node: `deployer up` (or `deployer reset`) first", file.display());
-    }
-    Ok(nodes.into_iter().filter_map(|h| h.api).collect())
-}
-
-fn pct(h: &Histogram<u64>, q: f64) -> f64 {
-    if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 / 1000.0 }
-}
-
-#[tokio::main]
-async fn main() {
-    if let Err(e) = run(Args::parse()).await {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
-}
-
-async fn get_json(client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>, url: &str) -> Result<Value> {
-    let resp = client.get(url.parse()?).await.with_context(|| format!("cannot reach {url}: is the node running? (start it with `cairn start`)"))?;
-    let body = resp.into_body().collect().await?.to_bytes();
-    serde_json::from_slice(&body).with_context(|| format!("{url} did not answer JSON"))
-}
-
-async fn run(args: Args) -> Result<()> {
+async fn run(args: RunArgs) -> Result<()> {
+    use std::io::IsTerminal;
     if args.count == 0 || args.concurrency == 0 {
         bail!("--count and --concurrency must be at least 1");
     }
-    if args.rate < 0.0 {
+    if args.rate < 0.0 || !args.rate.is_finite() {
         bail!("--rate must be >= 0 (0 means as fast as possible)");
     }
-    let target_list = match &args.cluster {
-        Some(f) => cluster_targets(f)?.join(","),
-        None => args.target.clone(),
+    let spec = args.workload.spec()?;
+    let progress = Progress::new(args.plain);
+    let targets: Vec<String> = match &args.cluster {
+        Some(f) => {
+            let (m, _) = cluster_members(f)?;
+            if m.is_empty() {
+                bail!("{} lists no running node: `deployer up` (or `deployer reset`) first", f.display());
+            }
+            m.into_iter().map(|m| m.api).collect()
+        }
+        None => args.target.split(',').map(|t| t.trim().trim_end_matches('/').to_string()).filter(|t| !t.is_empty()).collect(),
     };
-    let targets: Vec<String> = target_list.split(',').map(|t| t.trim().trim_end_matches('/').to_string()).filter(|t| !t.is_empty()).collect();
     let Some(target) = targets.first().cloned() else { bail!("--target is empty: give a node URL such as http://127.0.0.1:9984") };
     let nodes = args.nodes.unwrap_or(targets.len());
-    let run_id = args.run_id.clone().unwrap_or_else(|| {
-        format!("run-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
-    });
-    if run_id.is_empty() || !run_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-        bail!("--run-id {run_id:?}: use letters, digits, '-', '_' or '.' (it becomes a metric tag and a directory name)");
-    }
+    let run_id = args.run_id.clone().unwrap_or_else(|| format!("run-{}", unix_now()));
+    check_run_id(&run_id)?;
     let mut reporter = match &args.statsd {
         Some(t) => Some(Reporter::new(t, &run_id)?),
         None => None,
     };
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(args.concurrency).build_http();
-    for t in &targets[1..] {
-        get_json(&client, &format!("{t}/")).await?;
-    }
-    let info = get_json(&client, &format!("{target}/")).await?;
-    let api = get_json(&client, &format!("{target}/api/v1/")).await?;
-    let ws_url = match &args.ws {
-        Some(w) => w.clone(),
-        None => api["streams"].as_str().context("the node does not advertise a websocket stream; pass --ws")?.to_string(),
+    let http = client(args.concurrency);
+    let (info, ws_url) = if args.accept_only {
+        (Value::Null, String::new())
+    } else {
+        for t in &targets[1..] {
+            get_json(&http, &format!("{t}/")).await?.with_context(|| format!("{t}/ answers 404: not a Cairn node"))?;
+        }
+        let info = get_json(&http, &format!("{target}/")).await?.with_context(|| format!("{target}/ answers 404: not a Cairn node"))?;
+        let api = get_json(&http, &format!("{target}/api/v1/")).await?.with_context(|| format!("{target}/api/v1/ answers 404"))?;
+        let ws = match &args.ws {
+            Some(w) => w.clone(),
+            None => api["streams"].as_str().context("the node does not advertise a websocket stream; pass --ws")?.to_string(),
+        };
+        (info, ws)
     };
 
-    eprintln!("measuring raw Ed25519 verify rate on all cores...");
+    progress.say("measuring the raw Ed25519 verify rate on all cores");
     let raw_rate = raw_verify_rate();
     let raw_js = match &args.raw_jetstream {
         Some(cfg) => {
-            eprintln!("measuring raw JetStream publish rate ({} messages of {} B)...", args.count, ledger::workload::TX_BYTES);
-            Some(raw_jetstream_rate(cfg, args.count, ledger::workload::TX_BYTES).await?)
+            progress.say(&format!("measuring the raw JetStream publish rate ({} messages of {} B)", args.count, spec.tx_bytes));
+            Some(raw_jetstream_rate(cfg, args.count, spec.tx_bytes).await?)
         }
         None => None,
     };
-    eprintln!("pre-signing {} transactions ({} B each)...", args.count, ledger::workload::TX_BYTES);
     let t_sign = Instant::now();
-    // Fresh random keys per thread make every run's transactions unique.
-    let bodies: Vec<(String, Bytes)> = (0..args.count as u64)
-        .into_par_iter()
-        .map_init(Keypair::generate, |k, i| {
-            let v = ledger::workload::create_tx(k, i);
-            (v["id"].as_str().expect("id").to_string(), Bytes::from(serde_json::to_vec(&v).expect("json")))
-        })
-        .collect();
-    let tx_bytes = bodies.iter().map(|(_, b)| b.len()).sum::<usize>() / bodies.len();
-    eprintln!("signed in {:.1}s", t_sign.elapsed().as_secs_f64());
+    let plan = spec.plan(args.count, targets.len(), unix_now());
+    let tx_bytes = plan.timed.iter().filter(|t| t.kind == Kind::Create).map(|t| t.body.len()).sum::<usize>() / plan.timed.iter().filter(|t| t.kind == Kind::Create).count().max(1);
+    progress.say(&format!("signed {} transactions (+{} setup) in {:.1} s", plan.timed.len(), plan.setup.len(), t_sign.elapsed().as_secs_f64()));
 
-    let ids: Arc<HashMap<String, usize>> = Arc::new(bodies.iter().enumerate().map(|(i, (id, _))| (id.clone(), i)).collect());
-    let sent_at: Arc<Vec<Mutex<Option<Instant>>>> = Arc::new((0..args.count).map(|_| Mutex::new(None)).collect());
     let live = Arc::new(Live::new(reporter.is_some()));
-
-    // Follow the commit stream before sending anything; only this run's transactions count.
-    let (ws, _) = tokio_tungstenite::connect_async(&ws_url).await.with_context(|| format!("cannot open the websocket stream {ws_url}"))?;
-    let commits: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::with_capacity(args.count)));
-    {
-        let (commits, ids, sent_at, live) = (commits.clone(), ids.clone(), sent_at.clone(), live.clone());
-        tokio::spawn(async move {
-            let (_, mut read) = ws.split();
-            while let Some(Ok(msg)) = read.next().await {
-                let Ok(text) = msg.into_text() else { continue };
-                let Ok(v) = serde_json::from_str::<Value>(&text) else { continue };
-                let Some(&i) = v["transaction_id"].as_str().and_then(|id| ids.get(id)) else { continue };
-                let now = Instant::now();
-                if commits.lock().expect("lock").insert(v["transaction_id"].as_str().unwrap_or_default().to_string(), now).is_none() {
-                    let sent = *sent_at[i].lock().expect("lock");
-                    live.commit(sent.map(|s| now.saturating_duration_since(s).as_micros() as u64).unwrap_or(0));
+    let settings = Settings {
+        rate: args.rate,
+        concurrency: args.concurrency,
+        mode: args.mode.clone(),
+        commit_timeout: Duration::from_secs(args.commit_timeout),
+        stall: Duration::from_secs(30),
+        max_lag: Duration::from_millis(250),
+    };
+    let down: point::Down = Arc::new((0..targets.len()).map(|_| AtomicBool::new(false)).collect());
+    let t = Targets { api: targets.clone(), ws: ws_url.clone() };
+    let outcome = if args.accept_only {
+        if !plan.setup.is_empty() {
+            bail!("--accept-only sends CREATEs only: TRANSFERs and double-spend pairs need commits");
+        }
+        point::run(&http, &t, &plan, &settings, live.clone(), down, &progress, "sending").await?
+    } else {
+        point::setup(&http, &t, &plan.setup, args.concurrency, Duration::from_secs(args.commit_timeout.max(60)), &progress).await?;
+        // StatsD once a second while the run lasts, then the final partial second.
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let reporting = reporter.take().map(|mut r| {
+            let (live, stop) = (live.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                tick.tick().await;
+                loop {
+                    let stopping = tokio::select! { _ = tick.tick() => false, _ = stop.notified() => true };
+                    r.report(&live, live.offered.load(Ordering::Relaxed));
+                    if stopping {
+                        return;
+                    }
                 }
-            }
+            })
         });
-    }
-
-    let bodies = Arc::new(bodies);
-    let next = Arc::new(AtomicUsize::new(0));
-    let errors: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-    let start = Instant::now();
-    let interval = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
-    let urls: Vec<hyper::Uri> = targets.iter().map(|t| format!("{t}/api/v1/transactions?mode={}", args.mode).parse()).collect::<Result<_, _>>()?;
-    let urls = Arc::new(urls);
-    let mut workers = Vec::new();
-    for _ in 0..args.concurrency {
-        let (client, bodies, next, live, sent_at, errors, urls) =
-            (client.clone(), bodies.clone(), next.clone(), live.clone(), sent_at.clone(), errors.clone(), urls.clone());
-        workers.push(tokio::spawn(async move {
-            let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("histogram");
-            let mut last_accept = start;
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= bodies.len() {
-                    break;
-                }
-                // Open loop: the latency clock starts at the scheduled time, not when a
-                // connection frees up.
-                let scheduled = match interval {
-                    Some(iv) => {
-                        let t = start + iv * i as u32;
-                        tokio::time::sleep_until(t.into()).await;
-                        t
-                    }
-                    None => Instant::now(),
-                };
-                *sent_at[i].lock().expect("lock") = Some(scheduled);
-                live.sent.fetch_add(1, Ordering::Relaxed);
-                let req = hyper::Request::post(urls[i % urls.len()].clone())
-                    .header("content-type", "application/json")
-                    .body(Full::new(bodies[i].1.clone()))
-                    .expect("request");
-                match client.request(req).await {
-                    Ok(resp) if resp.status() == 202 => {
-                        let _ = resp.into_body().collect().await;
-                        let now = Instant::now();
-                        let us = now.duration_since(scheduled).as_micros() as u64;
-                        hist.saturating_record(us);
-                        live.accept(us);
-                        last_accept = now;
-                    }
-                    Ok(resp) => {
-                        let status = resp.status();
-                        let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                        let msg: String = String::from_utf8_lossy(&body).chars().take(160).collect();
-                        *errors.lock().expect("lock").entry(format!("{status}: {msg}")).or_default() += 1;
-                        live.reject(status.as_str());
-                    }
-                    Err(e) => {
-                        *errors.lock().expect("lock").entry(format!("transport: {e}")).or_default() += 1;
-                        live.reject("transport");
-                    }
-                }
-            }
-            (hist, last_accept)
-        }));
-    }
-    // Progress (and StatsD, with --statsd) once a second until the run ends.
-    let total = args.count;
-    let offered = move |live: &Live| match interval {
-        Some(iv) => ((start.elapsed().as_secs_f64() / iv.as_secs_f64()) as u64 + 1).min(total as u64),
-        None => live.sent.load(Ordering::Relaxed),
-    };
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let progress = {
-        let (live, stop) = (live.clone(), stop.clone());
-        let mut reporter = reporter.take();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval_at((start + Duration::from_secs(1)).into(), Duration::from_secs(1));
-            loop {
-                let stopping = tokio::select! {
-                    _ = tick.tick() => false,
-                    _ = stop.notified() => true,
-                };
-                if stopping {
-                    // The last partial second, so the dashboards' totals match the results file.
-                    if let Some(r) = reporter.as_mut() {
-                        r.report(&live, offered(&live));
-                    }
-                    return;
-                }
-                let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-                eprintln!(
-                    "[{:>5.1}s] accepted {}/{total}  committed {}  rejected {}",
-                    start.elapsed().as_secs_f64(),
-                    load(&live.accepted),
-                    load(&live.committed),
-                    load(&live.rejected)
-                );
-                if let Some(r) = reporter.as_mut() {
-                    r.report(&live, offered(&live));
-                }
-            }
-        })
-    };
-    let mut accept_hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
-    let mut last_accept = start;
-    for w in workers {
-        let (h, t) = w.await?;
-        accept_hist.add(&h)?;
-        last_accept = last_accept.max(t);
-    }
-    let n_accepted = live.accepted.load(Ordering::Relaxed);
-    let deadline = Instant::now() + Duration::from_secs(args.commit_timeout);
-    loop {
-        let ours = commits.lock().expect("lock").len() as u64;
-        if ours >= n_accepted || Instant::now() > deadline {
-            break;
+        let o = point::run(&http, &t, &plan, &settings, live.clone(), down, &progress, "sending").await;
+        stop.notify_one();
+        if let Some(r) = reporting {
+            let _ = r.await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stop.notify_one();
-    progress.await?;
-    let commits = commits.lock().expect("lock").clone();
-    let mut commit_hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
-    let mut last_commit = start;
-    let mut n_committed = 0u64;
-    for (id, at) in &commits {
-        if let Some(&i) = ids.get(id.as_str()) {
-            if let Some(sent) = *sent_at[i].lock().expect("lock") {
-                commit_hist.saturating_record(at.saturating_duration_since(sent).as_micros() as u64);
-                n_committed += 1;
-                last_commit = last_commit.max(*at);
-            }
-        }
-    }
-    let accept_secs = last_accept.duration_since(start).as_secs_f64().max(1e-9);
-    let commit_secs = last_commit.duration_since(start).as_secs_f64().max(1e-9);
-    let committed_tps = n_committed as f64 / commit_secs;
+        o?
+    };
+    let s = RunSummary::of(&outcome, args.rate, 0.0, f64::MAX, 0.0);
+    let lat = |l: &Latency| json!({"p50": l.p50, "p90": l.p90, "p99": l.p99, "p999": l.p999, "max": l.max});
+    let c = &outcome.counts;
     let result = json!({
         "tool": "cairn loadgen",
         "run": run_id,
         "version": env!("CARGO_PKG_VERSION"),
+        "git": provenance::git(),
         "target": targets,
         "node": {"software": info["software"], "version": info["version"], "public_key": info["public_key"]},
         "nodes": nodes,
         "raw_jetstream_publish_per_s": raw_js,
-        "accepted_to_raw_jetstream_ratio": raw_js.map(|r| n_accepted as f64 / accept_secs / r),
+        "accepted_to_raw_jetstream_ratio": raw_js.map(|r| outcome.accepted_tps / r),
         "durability": args.durability,
-        "machine": machine(),
-        "workload": {"operation": "CREATE", "tx_bytes": tx_bytes, "count": args.count, "mode": args.mode,
+        "machine": provenance::machine(),
+        "workload": {"operation": spec.workload, "spec": spec, "tx_bytes": tx_bytes, "count": args.count, "mode": args.mode,
                      "concurrency": args.concurrency, "offered_rate": if args.rate > 0.0 { json!(args.rate) } else { json!("max") }},
-        "accepted": {"count": n_accepted, "tx_per_s": n_accepted as f64 / accept_secs,
-                     "latency_ms": {"p50": pct(&accept_hist, 0.5), "p90": pct(&accept_hist, 0.9), "p99": pct(&accept_hist, 0.99), "max": pct(&accept_hist, 1.0)}},
-        "committed": {"count": n_committed, "tx_per_s": committed_tps,
-                      "latency_ms": {"p50": pct(&commit_hist, 0.5), "p90": pct(&commit_hist, 0.9), "p99": pct(&commit_hist, 0.99), "max": pct(&commit_hist, 1.0)}},
-        "rejected": {"count": live.rejected.load(Ordering::Relaxed), "reasons": *errors.lock().expect("lock")},
+        "counts": c,
+        "accepted": {"count": c.accepted, "tx_per_s": outcome.accepted_tps, "latency_ms": lat(&s.accept_latency_ms)},
+        "committed": {"count": c.committed, "tx_per_s": outcome.committed_tps, "latency_ms": lat(&s.commit_latency_ms)},
+        "rejected": {"count": c.rejected, "reasons": outcome.reasons},
+        "lost": c.lost,
+        "send_lag_ms": lat(&s.send_lag_ms),
+        "generator_cpu": outcome.generator_cpu,
+        "invalid": outcome.invalid,
         "raw_ed25519_verify_per_s_all_cores": raw_rate,
-        "committed_to_raw_verify_ratio": committed_tps / raw_rate,
-        "note": "loadgen runs on the same machine as the node unless stated otherwise; committed = in a block decided VALID",
+        "committed_to_raw_verify_ratio": outcome.committed_tps / raw_rate,
+        "note": "loadgen runs on the same machine as the node unless stated otherwise; committed = in a block decided VALID; latency from the scheduled send time",
     });
-    println!("{}", serde_json::to_string_pretty(&result)?);
+    if args.json || !std::io::stdout().is_terminal() {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    }
     eprintln!(
-        "\n{} nodes, {} B CREATEs: accepted {:.0} tx/s, committed {:.0} tx/s (p99 commit latency {:.0} ms); raw verify {:.0}/s; ratio {:.2}",
-        nodes, tx_bytes, n_accepted as f64 / accept_secs, committed_tps, pct(&commit_hist, 0.99), raw_rate, committed_tps / raw_rate
+        "\n{} nodes, {} B {}: offered {}, accepted {} ({:.0} tx/s), rejected {}, lost {}, committed {} ({:.0} tx/s, p99 commit latency {:.0} ms); raw verify {:.0}/s; ratio {:.2}",
+        nodes, tx_bytes, spec.workload, c.offered, c.accepted, outcome.accepted_tps, c.rejected, c.lost, c.committed, outcome.committed_tps, s.commit_latency_ms.p99, raw_rate, outcome.committed_tps / raw_rate
     );
+    for r in &outcome.invalid {
+        eprintln!("INVALID: {r}");
+    }
     if let Some(r) = raw_js {
-        eprintln!("raw JetStream publish {r:.0} msg/s of {} B; accepted/raw ratio {:.2}", ledger::workload::TX_BYTES, n_accepted as f64 / accept_secs / r);
+        eprintln!("raw JetStream publish {r:.0} msg/s of {} B; accepted/raw ratio {:.2}", spec.tx_bytes, outcome.accepted_tps / r);
     }
     if let Some(out) = &args.out {
         if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
         std::fs::write(out, serde_json::to_string_pretty(&result)?)?;
+        point::write_events(&out.with_extension("events.csv"), &outcome.events)?;
         let csv = out.with_extension("csv");
         let new = !csv.exists();
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&csv)?;
@@ -498,17 +654,21 @@ async fn run(args: Args) -> Result<()> {
             writeln!(f, "nodes,tx_bytes,count,concurrency,offered_rate,accepted_tps,committed_tps,commit_p50_ms,commit_p99_ms,raw_verify_per_s,ratio,raw_jetstream_per_s,accepted_to_raw_jetstream,durability")?;
         }
         writeln!(f, "{},{},{},{},{},{:.1},{:.1},{:.1},{:.1},{:.0},{:.3},{},{},\"{}\"", nodes, tx_bytes, args.count, args.concurrency,
-            if args.rate > 0.0 { args.rate.to_string() } else { "max".into() }, n_accepted as f64 / accept_secs, committed_tps,
-            pct(&commit_hist, 0.5), pct(&commit_hist, 0.99), raw_rate, committed_tps / raw_rate,
-            raw_js.map(|r| format!("{r:.0}")).unwrap_or_default(), raw_js.map(|r| format!("{:.3}", n_accepted as f64 / accept_secs / r)).unwrap_or_default(),
+            if args.rate > 0.0 { args.rate.to_string() } else { "max".into() }, outcome.accepted_tps, outcome.committed_tps,
+            s.commit_latency_ms.p50, s.commit_latency_ms.p99, raw_rate, outcome.committed_tps / raw_rate,
+            raw_js.map(|r| format!("{r:.0}")).unwrap_or_default(), raw_js.map(|r| format!("{:.3}", outcome.accepted_tps / r)).unwrap_or_default(),
             args.durability)?;
-        eprintln!("results written to {} and {}", out.display(), csv.display());
+        eprintln!("results written to {}, {} and {}", out.display(), csv.display(), out.with_extension("events.csv").display());
     }
-    if n_accepted < args.count as u64 {
-        bail!("{} of {} transactions were rejected; see \"rejected.reasons\" above", args.count as u64 - n_accepted, args.count);
+    if let Some(m) = &outcome.stalled {
+        bail!("{m}");
     }
-    if n_committed < n_accepted {
-        bail!("only {n_committed} of {n_accepted} accepted transactions committed within {}s", args.commit_timeout);
+    let expected_refusals = outcome.events.iter().filter(|e| e.kind == "conflict" && e.status != 202 && e.status != 0).count() as u64;
+    if c.accepted + expected_refusals < c.offered {
+        bail!("{} of {} transactions were not accepted ({} rejected, {} lost); see \"rejected.reasons\" above", c.offered - c.accepted, c.offered, c.rejected, c.lost);
+    }
+    if !args.accept_only && c.committed + c.conflict_losers < c.accepted {
+        bail!("only {} of {} accepted transactions committed within {}s", c.committed, c.accepted, args.commit_timeout);
     }
     Ok(())
 }

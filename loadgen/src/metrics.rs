@@ -35,6 +35,8 @@ pub const CATALOGUE: &[Metric] = &[
 /// What the workers and the commit follower count while the load runs.
 #[derive(Default)]
 pub struct Live {
+    /// Transactions due by now on the schedule.
+    pub offered: AtomicU64,
     /// POSTs started.
     pub sent: AtomicU64,
     /// POSTs answered 202.

@@ -1,0 +1,53 @@
+//! What a result must say about where it came from: the machine, the git commit (and whether
+//! the tree was dirty), and the SHA-256 and version of every binary involved.
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::process::Command;
+
+/// Cores, CPU model, memory and kernel of this machine.
+pub fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown".into());
+    let mem_kb: u64 = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
+        .unwrap_or(0);
+    json!({
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "cpu": cpu,
+        "memory_gib": (mem_kb as f64 / 1048576.0 * 10.0).round() / 10.0,
+        "os": std::env::consts::OS,
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+    })
+}
+
+/// The commit of the git work tree loadgen runs from, and whether it has local changes.
+pub fn git() -> Value {
+    let out = |args: &[&str]| Command::new("git").args(args).output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match out(&["rev-parse", "HEAD"]) {
+        Some(commit) => json!({"commit": commit, "dirty": out(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty())}),
+        None => json!({"commit": null, "note": "not run from a git work tree"}),
+    }
+}
+
+/// SHA-256 of a file (hex), streaming.
+pub fn sha256(path: &Path) -> Option<String> {
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).ok()?;
+    Some(hex(&h.finalize()))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `path`'s hash and first line of `path --version`.
+pub fn binary(path: &Path) -> Value {
+    let version = Command::new(path).arg("--version").output().ok().map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").trim().to_string());
+    json!({"path": path.display().to_string(), "sha256": sha256(path), "version": version})
+}
