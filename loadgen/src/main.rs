@@ -40,6 +40,10 @@ Without a subcommand, `run` is assumed (loadgen --target URL ... as before).\n\
 Accepted = HTTP 202 (durable in the backlog); committed = in a block decided VALID, seen on the\n\
 node's websocket stream. Latencies run from each transaction's scheduled send time.")]
 struct Cli {
+    /// Worker threads of loadgen's async runtime [default: one per core]. On a machine shared
+    /// with the target, fewer threads than cores can send more (fewer cross-thread wake-ups)
+    #[arg(long, global = true)]
+    threads: Option<usize>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -269,8 +273,7 @@ fn check_run_id(id: &str) -> Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     // `loadgen --target ...` (no subcommand) keeps meaning `loadgen run ...`.
     let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let first = argv.get(1).and_then(|a| a.to_str()).map(str::to_string);
@@ -278,6 +281,16 @@ async fn main() {
         argv.insert(1, "run".into());
     }
     let cli = Cli::parse_from(argv);
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(t) = cli.threads {
+        rt.worker_threads(t.max(1));
+    }
+    let rt = rt.build().expect("starting the async runtime");
+    rt.block_on(dispatch(cli));
+}
+
+async fn dispatch(cli: Cli) {
     let result = match cli.cmd {
         Cmd::Run(a) => run(*a).await,
         Cmd::Sweep(a) => sweep_cmd(*a).await,
@@ -621,6 +634,7 @@ async fn run(args: RunArgs) -> Result<()> {
         "rejected": {"count": c.rejected, "reasons": outcome.reasons},
         "lost": c.lost,
         "send_lag_ms": lat(&s.send_lag_ms),
+        "connection_wait_ms": lat(&s.connection_wait_ms),
         "generator_cpu": outcome.generator_cpu,
         "invalid": outcome.invalid,
         "raw_ed25519_verify_per_s_all_cores": raw_rate,

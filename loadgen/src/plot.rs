@@ -83,6 +83,7 @@ fn writes_vs_nodes<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, points: &[
         .y_desc("transactions (writes) per second")
         .x_label_formatter(&|v| format!("{v:.0}"))
         .y_label_formatter(&|v| if *v >= 1000.0 { format!("{:.0}k", v / 1000.0) } else { format!("{v:.0}") })
+        .light_line_style(RGBColor(238, 238, 238))
         .label_style(("sans-serif", 13))
         .draw()
         .map_err(e)?;
@@ -127,7 +128,16 @@ fn latency<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, points: &[PointRes
         .y_label_area_size(70)
         .build_cartesian_2d(0.5f64..max_nodes, 0f64..top)
         .map_err(e)?;
-    chart.configure_mesh().x_desc("nodes").y_desc("ms").x_label_formatter(&|v| format!("{v:.0}")).label_style(("sans-serif", 13)).draw().map_err(e)?;
+    chart
+        .configure_mesh()
+        .x_desc("nodes")
+        .y_desc("ms")
+        .x_labels(max_nodes as usize * 2 + 1)
+        .x_label_formatter(&|v| if (v - v.round()).abs() < 1e-6 { format!("{v:.0}") } else { String::new() })
+        .light_line_style(RGBColor(238, 238, 238))
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(e)?;
     for (i, (label, color)) in [("p50", RGBColor(0, 160, 80)), ("p90", RGBColor(0, 90, 200)), ("p99", RGBColor(200, 60, 0))].into_iter().enumerate() {
         let pts: Vec<(f64, f64)> = data.iter().map(|(n, v)| (*n, v[i])).collect();
         chart.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2))).map_err(e)?.label(label).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
@@ -147,7 +157,7 @@ fn throughput<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, p: &PointResult
         .y_label_area_size(70)
         .build_cartesian_2d(0f64..end.max(1.0), 0f64..top)
         .map_err(e)?;
-    chart.configure_mesh().x_desc("seconds").y_desc("tx/s").label_style(("sans-serif", 13)).draw().map_err(e)?;
+    chart.configure_mesh().x_desc("seconds").y_desc("tx/s").light_line_style(RGBColor(238, 238, 238)).label_style(("sans-serif", 13)).draw().map_err(e)?;
     for w in &p.faults {
         let shade = RGBColor(255, 200, 200).mix(0.6);
         chart

@@ -31,8 +31,10 @@ pub struct RunSummary {
     pub accept_latency_ms: Latency,
     /// Commit latency (ms, from the scheduled send time).
     pub commit_latency_ms: Latency,
-    /// Send lag (ms): how late the generator sent.
+    /// Generator lag (ms): how late loadgen sent with a connection free (its own lateness).
     pub send_lag_ms: Latency,
+    /// Connection wait (ms): how long transactions waited for a connection the target held.
+    pub connection_wait_ms: Latency,
     /// Generator CPU share of the machine.
     pub generator_cpu: f64,
     /// Why this run is not to be trusted (empty: it is).
@@ -67,6 +69,7 @@ impl RunSummary {
             accept_latency_ms: Latency::of(&o.accept),
             commit_latency_ms: commit,
             send_lag_ms: Latency::of(&o.lag),
+            connection_wait_ms: Latency::of(&o.wait),
             generator_cpu: o.generator_cpu,
             invalid: o.invalid.clone(),
             meets_objective: why_not.is_none(),
