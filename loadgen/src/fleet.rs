@@ -300,8 +300,17 @@ impl Fleet {
 }
 
 impl Drop for Fleet {
+    /// An interrupted sweep (Ctrl-C, SIGTERM, an error) removes what it started locally; a
+    /// resume forms the federations again.
     fn drop(&mut self) {
         self.stop_single();
+        if let Fleet::Local { dir, .. } = self {
+            if dir.join("sweep/cluster.yaml").exists() {
+                if let Err(e) = self.teardown() {
+                    eprintln!("warning: removing the local federations failed: {e:#}");
+                }
+            }
+        }
     }
 }
 

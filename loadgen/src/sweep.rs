@@ -21,6 +21,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The lowest rate a downward search tries (tx/s).
+const MIN_RATE: f64 = 25.0;
+
 /// Everything that defines a sweep (kept in the manifest; a resume reuses it).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Config {
@@ -64,8 +67,9 @@ struct Manifest {
     done: Vec<usize>,
 }
 
-/// Every node answers, reports the same keyring (its own key plus the others'), and has `n` members.
-pub async fn preflight(client: &HttpClient, members: &[Member]) -> Result<()> {
+/// Every node answers and reports the same keyring (its own key plus the others'); with
+/// `all_members`, the keyring has exactly these nodes (a sweep targets every member).
+pub async fn preflight(client: &HttpClient, members: &[Member], all_members: bool) -> Result<()> {
     let mut rings = Vec::new();
     for (i, m) in members.iter().enumerate() {
         let v = get_json(client, &format!("{}/", m.api)).await.with_context(|| format!("preflight: node {i}"))?.with_context(|| format!("preflight: node {i} ({}) answers 404 on /", m.api))?;
@@ -77,7 +81,7 @@ pub async fn preflight(client: &HttpClient, members: &[Member]) -> Result<()> {
     if let Some((i, r)) = rings.iter().enumerate().find(|(_, r)| **r != rings[0]) {
         bail!("preflight: node {i} has a different keyring than node 0 ({} vs {} keys): these targets are not one federation", r.len(), rings[0].len());
     }
-    if rings[0].len() != members.len() {
+    if all_members && rings[0].len() != members.len() {
         bail!("preflight: the federation's keyring has {} members but {} nodes are targeted: target every member (or `deployer reset`)", rings[0].len(), members.len());
     }
     Ok(())
@@ -99,7 +103,15 @@ async fn measure(
 ) -> Result<(point::Outcome, Vec<crate::faults::Window>, Vec<String>, Vec<(String, String)>)> {
     let count = ((rate * secs).round() as usize).max(1);
     let t = Instant::now();
-    let plan = cfg.workload.plan(count, members.len(), salt);
+    let bar = progress.bar(&format!("{label}: signing"), count as u64);
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let plan = cfg.workload.plan_with(count, members.len(), salt, &|| {
+        let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if d % 1024 == 0 {
+            bar.set(d, "");
+        }
+    });
+    bar.finish("signed");
     progress.say(&format!("{label}: signed {} transactions (+{} setup) in {:.1} s", plan.timed.len(), plan.setup.len(), t.elapsed().as_secs_f64()));
     let targets = Targets { api: members.iter().map(|m| m.api.clone()).collect(), ws: members[observer].ws.clone() };
     let settings = Settings {
@@ -161,6 +173,7 @@ pub async fn run(cfg: Config, run_id: &str, out: &Path, fleet: Fleet, provenance
         "git": provenance["git"],
         "binaries": provenance["binaries"],
         "machine": provenance["machine"],
+        "hosts": provenance["hosts"],
         "command": provenance["command"],
     });
     let fleet_shared = Arc::new(Mutex::new(fleet));
@@ -188,16 +201,29 @@ pub async fn run(cfg: Config, run_id: &str, out: &Path, fleet: Fleet, provenance
             wall_s: 0.0,
         };
         let attempt: Result<()> = async {
-            let f = fleet_shared.clone();
-            let members = tokio::task::spawn_blocking(move || f.lock().expect("fleet").form(n, max_n)).await??;
-            preflight(&client, &members).await?;
+            // Every probe and the measured run get a fresh federation (an empty ledger, as the
+            // first probe had) and their own gate before it is replaced.
+            let fresh = || async {
+                let f = fleet_shared.clone();
+                let members = tokio::task::spawn_blocking(move || f.lock().expect("fleet").form(n, max_n)).await??;
+                preflight(&client, &members, true).await?;
+                Ok::<_, anyhow::Error>(members)
+            };
+            let gate_of = |members: &[Member], accepted: Vec<String>, pairs: Vec<(String, String)>| {
+                let apis: Vec<String> = members.iter().map(|m| m.api.clone()).collect();
+                let client = client.clone();
+                async move {
+                    progress.say(&format!("n={n}: correctness gate over {} accepted transactions on {} node(s)", accepted.len(), apis.len()));
+                    gate::check(&client, &apis, &accepted, &pairs, Duration::from_secs(60)).await
+                }
+            };
             let observer = match &cfg.faults {
                 Some(s) => s.observer(n)?,
                 None => 0,
             };
-            let mut accepted_all: Vec<String> = Vec::new();
-            let mut pairs_all: Vec<(String, String)> = Vec::new();
             let mut salt = (n as u64) << 32;
+            let mut members = fresh().await?;
+            let mut first = true;
             let hold_rate = match cfg.rate {
                 Some(r) => r,
                 None => {
@@ -206,9 +232,15 @@ pub async fn run(cfg: Config, run_id: &str, out: &Path, fleet: Fleet, provenance
                     let mut steps = 0;
                     loop {
                         salt += 1;
+                        if !first {
+                            members = fresh().await?;
+                        }
+                        first = false;
                         let (o, _, acc, pairs) = measure(&client, &members, observer, &cfg, rate, cfg.probe_secs, salt, None, progress, &format!("n={n} probe {rate:.0} tx/s")).await?;
-                        accepted_all.extend(acc);
-                        pairs_all.extend(pairs);
+                        let verdict = gate_of(&members, acc, pairs).await;
+                        if !verdict.passed {
+                            result.reasons.extend(verdict.reasons.iter().map(|r| format!("gate after the {rate:.0} tx/s probe: {r}")));
+                        }
                         let s = RunSummary::of(&o, rate, cfg.probe_secs, cfg.slo_p99_ms, cfg.slo_committed);
                         progress.say(&format!(
                             "n={n} probe {rate:.0} tx/s: committed {:.0} tx/s, p99 {:.0} ms: {}",
@@ -226,6 +258,8 @@ pub async fn run(cfg: Config, run_id: &str, out: &Path, fleet: Fleet, provenance
                         }
                         result.probes.push(s);
                         match (pass, fail) {
+                            // The start rate already misses the objective: search downwards.
+                            (None, Some(_)) if rate / 2.0 >= MIN_RATE => rate = (rate / 2.0).round(),
                             (_, None) if rate * 2.0 <= cfg.max_rate => rate *= 2.0,
                             (_, None) => break,
                             (Some(p), Some(f)) if steps < cfg.search_steps => {
@@ -236,17 +270,19 @@ pub async fn run(cfg: Config, run_id: &str, out: &Path, fleet: Fleet, provenance
                         }
                     }
                     let Some(p) = pass else {
-                        bail!("even {:.0} tx/s does not meet the objective ({}); lower --start-rate", cfg.start_rate, result.probes[0].why_not.clone().unwrap_or_default());
+                        let last = result.probes.last().expect("probed");
+                        bail!("even {:.0} tx/s does not meet the objective ({}): the federation is not keeping up at any rate tried", last.rate, last.why_not.clone().unwrap_or_default());
                     };
                     result.max_rate = Some(p);
                     (p / 2.0).max(1.0)
                 }
             };
             salt += 1;
+            if !first {
+                members = fresh().await?;
+            }
             let faults = cfg.faults.clone().map(|s| (s, fleet_shared.clone()));
             let (o, windows, acc, pairs) = measure(&client, &members, observer, &cfg, hold_rate, cfg.hold_secs, salt, faults, progress, &format!("n={n} measured {hold_rate:.0} tx/s")).await?;
-            accepted_all.extend(acc);
-            pairs_all.extend(pairs);
             point::write_events(&out.join(format!("events-n{n}.csv")), &o.events)?;
             let s = RunSummary::of(&o, hold_rate, cfg.hold_secs, cfg.slo_p99_ms, cfg.slo_committed);
             result.seconds = o.seconds.clone();
@@ -258,11 +294,9 @@ pub async fn run(cfg: Config, run_id: &str, out: &Path, fleet: Fleet, provenance
             }
             result.reasons.extend(s.invalid.iter().cloned());
             result.measured = Some(s);
-            let apis: Vec<String> = members.iter().map(|m| m.api.clone()).collect();
-            progress.say(&format!("n={n}: correctness gate over {} accepted transactions on {} node(s)", accepted_all.len(), n));
-            result.gate = gate::check(&client, &apis, &accepted_all, &pairs_all, Duration::from_secs(60)).await;
+            result.gate = gate_of(&members, acc, pairs).await;
             result.reasons.extend(result.gate.reasons.iter().map(|r| format!("gate: {r}")));
-            result.status = if !result.gate.passed || result.reasons.iter().any(|r| r.starts_with("fault")) {
+            result.status = if !result.gate.passed || result.reasons.iter().any(|r| r.starts_with("fault") || r.starts_with("gate")) {
                 "failed".into()
             } else if !result.measured.as_ref().is_some_and(|m| m.invalid.is_empty()) {
                 "invalid".into()

@@ -96,6 +96,19 @@ fn key(seed: u64, salt: u64, g: u64) -> Keypair {
     Keypair::from_seed(s)
 }
 
+/// The last group's key, so a worker derives each key once (deriving costs a scalar multiplication).
+#[derive(Default)]
+struct KeyCache(Option<(u64, Keypair)>);
+
+impl KeyCache {
+    fn get(&mut self, seed: u64, salt: u64, g: u64) -> &Keypair {
+        if self.0.as_ref().is_none_or(|(have, _)| *have != g) {
+            self.0 = Some((g, key(seed, salt, g)));
+        }
+        &self.0.as_ref().expect("set").1
+    }
+}
+
 fn encode(v: &Value) -> (String, Bytes) {
     (v["id"].as_str().expect("signed").to_string(), Bytes::from(serde_json::to_vec(v).expect("json")))
 }
@@ -121,6 +134,11 @@ impl Spec {
     /// Lays out and signs `count` timed transactions over `routes` targets. `salt` makes each
     /// probe of a sweep point unique on the same ledger.
     pub fn plan(&self, count: usize, routes: usize, salt: u64) -> Plan {
+        self.plan_with(count, routes, salt, &|| {})
+    }
+
+    /// [`Spec::plan`], calling `signed` once per transaction signed (for a progress bar).
+    pub fn plan_with(&self, count: usize, routes: usize, salt: u64, signed: &(dyn Fn() + Sync)) -> Plan {
         let routes = routes.max(1);
         let mut rng = Mix64(self.seed ^ salt.rotate_left(17) ^ 0x5151);
         let pairs = ((count as f64 * self.double_spend_share) / 2.0).round() as usize;
@@ -144,7 +162,13 @@ impl Spec {
 
         // Setup: one CREATE per chain root and per pair, each group of 256 with its own key.
         let roots = chains + pairs;
-        let setup_values: Vec<Value> = (0..roots as u64).into_par_iter().map(|r| ledger::workload::create_tx(&key(self.seed, salt ^ 0x5e7, r / 256), r)).collect();
+        let setup_values: Vec<Value> = (0..roots as u64)
+            .into_par_iter()
+            .map_init(KeyCache::default, |keys, r| {
+                signed();
+                ledger::workload::create_tx(keys.get(self.seed, salt ^ 0x5e7, r / 256), r)
+            })
+            .collect();
         let owner = |r: usize| key(self.seed, salt ^ 0x5e7, r as u64 / 256);
 
         // Chains signed in parallel (each one in order); link k of every chain before link k+1.
@@ -156,6 +180,7 @@ impl Spec {
                 let mut prev = setup_values[c].clone();
                 (0..len)
                     .map(|l| {
+                        signed();
                         let t = ledger::workload::transfer_tx(&k, &prev, &format!("s{salt}c{c}l{l}"));
                         prev = t.clone();
                         t
@@ -176,11 +201,18 @@ impl Spec {
             .map(|p| {
                 let k = owner(chains + p);
                 let spent = &setup_values[chains + p];
+                signed();
+                signed();
                 (ledger::workload::transfer_tx(&k, spent, &format!("s{salt}p{p}a")), ledger::workload::transfer_tx(&k, spent, &format!("s{salt}p{p}b")))
             })
             .collect();
-        let create_values: Vec<Value> =
-            (0..creates as u64).into_par_iter().map(|i| ledger::workload::create_tx_sized(&key(self.seed, salt, i / 256), (salt << 40) ^ i, self.tx_bytes)).collect();
+        let create_values: Vec<Value> = (0..creates as u64)
+            .into_par_iter()
+            .map_init(KeyCache::default, |keys, i| {
+                signed();
+                ledger::workload::create_tx_sized(keys.get(self.seed, salt, i / 256), (salt << 40) ^ i, self.tx_bytes)
+            })
+            .collect();
 
         let mut timed = Vec::with_capacity(count);
         let mut link_index = vec![Vec::new(); chains];

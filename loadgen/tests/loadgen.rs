@@ -403,3 +403,37 @@ fn a_fault_schedule_runs_heals_and_the_gate_still_holds() {
     assert_eq!(p["measured"]["counts"]["uncommitted"], 0);
     assert!(std::fs::read_to_string(out.join("timeseries.csv")).unwrap().contains("kill node 1"));
 }
+
+#[test]
+fn a_sweep_through_a_deployer_cluster_file_resets_it_per_point() {
+    let nats = repo().join(".venv/bin/nats-server");
+    if !nats.is_file() {
+        return missing("a_sweep_through_a_deployer_cluster_file", "no .venv/bin/nats-server (run scripts/test.sh)");
+    }
+    let (cairn, deployer) = (sibling("cairn"), sibling("deployer"));
+    let home = tempfile::tempdir().unwrap();
+    let clusters = home.path().join("clusters");
+    let d = |args: &[&str]| Command::new(&deployer).arg("--dir").arg(&clusters).args(args).output().unwrap();
+    let up = d(&["up", "--provider", "local", "--nodes", "2", "--name", "lab", "--cairn-binary", cairn.to_str().unwrap(), "--nats-server", nats.to_str().unwrap()]);
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    let file = clusters.join("lab/cluster.yaml");
+    let out = home.path().join("sweep");
+    // More nodes than the cluster has: refused before anything runs.
+    let too_many = Command::new(loadgen()).args(["sweep", "--cluster", file.to_str().unwrap(), "--nodes", "1,3", "--rate", "100", "--out", out.to_str().unwrap()]).output().unwrap();
+    assert!(!too_many.status.success());
+    assert!(String::from_utf8_lossy(&too_many.stderr).contains("has 2 nodes; --nodes asks for 3"), "{}", String::from_utf8_lossy(&too_many.stderr));
+    let o = Command::new(loadgen())
+        .args(["sweep", "--cluster", file.to_str().unwrap(), "--nodes", "1,2", "--rate", "200", "--hold-secs", "2", "--plain", "--json", "--out", out.to_str().unwrap()])
+        .args(["--deployer", deployer.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let down = d(&["down", "--name", "lab"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    let points: Value = serde_json::from_slice(&o.stdout).unwrap();
+    for (p, n) in points.as_array().unwrap().iter().zip([1u64, 2]) {
+        assert_eq!((p["nodes"].as_u64(), p["status"].as_str()), (Some(n), Some("ok")), "{}", p["reasons"]);
+        assert_eq!(p["gate"]["heights"].as_array().unwrap().len() as u64, n);
+        assert!(p["fleet"].as_str().unwrap().contains("deployer cluster lab"));
+    }
+}
