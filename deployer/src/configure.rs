@@ -245,16 +245,9 @@ pub async fn configure_members(dir: &Dir, rec: &mut Cluster, opts: &Options, p: 
             Member { host: h.private_ip.clone().unwrap_or_default(), bind: "0.0.0.0".into(), ports: Ports::STANDARD, public_key: o.public_key.clone() }
         })
         .collect();
-    let mut base = Config::default();
-    // A fresh engine cluster of many servers takes a while to elect its JetStream leader: a
-    // node waits up to 2 minutes for it (systemd would restart a node that gave up, but
-    // waiting is quicker and does not depend on the init system).
-    base.database.connect_timeout_secs = 120;
     // Every node's StatsD goes to the monitor host's Telegraf, inside the VPC.
-    if let Some(ip) = crate::monitor::host(rec).and_then(|m| m.private_ip.clone()) {
-        base.statsd.host = ip;
-        base.statsd.port = 8125;
-    }
+    let monitor_ip = crate::monitor::host(rec).and_then(|m| m.private_ip.clone());
+    let base = federation::host_base(monitor_ip.as_deref());
     let mut phase = p.phase("federation configs, units", remotes.len() as u64);
     let results = futures_util::future::join_all(remotes.iter_mut().enumerate().map(|(i, (o, r))| {
         let mut c = federation::node_config(i, &members, &secrets, Path::new(DATA_DIR), &base);

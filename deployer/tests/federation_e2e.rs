@@ -8,31 +8,13 @@
 //! leaves no host behind. Needs root (network namespaces) and Debian's openssh-server.
 
 mod common;
-use common::{missing, moto, repo, Shell, AMI};
+use common::{missing, moto, namespaces, repo, shims, stripped_cairn, Shell, AMI};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const TEST: &str = "up_forms_a_working_federation_on_namespace_hosts";
 const NAME: &str = "e2e";
-
-/// The systemctl/journalctl shims (docker-systemctl-replacement from .venv-aws) in `dir`.
-fn shims(dir: &Path) -> Option<PathBuf> {
-    let site = std::fs::read_dir(repo().join(".venv-aws/lib")).ok()?.filter_map(|e| e.ok()).map(|e| e.path().join("site-packages/systemctl2")).find(|p| p.is_dir())?;
-    let out = dir.join("shims");
-    std::fs::create_dir_all(&out).unwrap();
-    let systemctl = std::fs::read_to_string(site.join("systemctl3.py")).ok()?;
-    let journalctl = std::fs::read_to_string(site.join("journalctl3.py")).ok()?.replace("systemctl_py = \"systemctl3.py\"", "systemctl_py = \"systemctl\"");
-    // `docker` goes in its own directory, mounted over the hosts' (empty) /usr/local/sbin.
-    std::fs::create_dir_all(out.join("path")).unwrap();
-    std::fs::copy(repo().join("deployer/tests/hosts/docker-shim"), out.join("path/docker")).ok()?;
-    for (name, text) in [("systemctl", systemctl), ("journalctl", journalctl)] {
-        let body = text.split_once('\n').map(|(_, rest)| rest).unwrap_or(&text);
-        std::fs::write(out.join(name), format!("#!/usr/bin/python3\n{body}")).unwrap();
-        Command::new("chmod").arg("755").arg(out.join(name)).status().unwrap();
-    }
-    Some(out)
-}
 
 /// The fake cloud-init and its hosts; everything is removed on drop, also when the test fails.
 struct Cloud {
@@ -54,22 +36,6 @@ impl Drop for Cloud {
     }
 }
 
-fn namespaces() -> Vec<String> {
-    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split_whitespace().next()).filter(|n| n.starts_with("cairn-h")).map(String::from).collect()
-}
-
-/// A copy of the cairn binary without debug info (a test build is 180 MB; uploads are 3x).
-fn stripped_cairn(deployer: &Path, dir: &Path) -> Option<PathBuf> {
-    let cairn = deployer.with_file_name("cairn");
-    if !cairn.is_file() {
-        return None;
-    }
-    let out = dir.join("cairn");
-    let ok = Command::new("strip").arg("-o").arg(&out).arg(&cairn).status().is_ok_and(|s| s.success());
-    Some(if ok { out } else { cairn })
-}
-
 /// Everything a namespace-host test needs, torn down (hosts first, then moto) on drop.
 struct Lab {
     cloud: Cloud,
@@ -84,13 +50,7 @@ struct Lab {
 impl Lab {
     /// None (after a loud SKIP) when this machine cannot host the test.
     fn start(test: &str) -> Option<Lab> {
-        let root = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false);
-        if !root || Command::new("ip").arg("-V").output().is_err() {
-            missing(test, "not root or no `ip`: network-namespace hosts need both");
-            return None;
-        }
-        if !Path::new("/usr/sbin/sshd").exists() {
-            missing(test, "no /usr/sbin/sshd (apt-get install openssh-server; .ci/run does)");
+        if !common::can_host_namespaces(test) {
             return None;
         }
         let nats = repo().join(".venv/bin/nats-server");

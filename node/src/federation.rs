@@ -63,6 +63,24 @@ fn random_secret() -> String {
     bs58::encode(bytes).into_string()
 }
 
+/// Where a member on a host of its own keeps its database (the deployer's and Ansible's layout).
+pub const HOST_DATA_DIR: &str = "/var/lib/cairn/data";
+/// Where its nats-server keeps the JetStream store.
+pub const HOST_NATS_DIR: &str = "/var/lib/cairn/nats";
+
+/// The settings every member on a host of its own starts from (the deployer and `cairn
+/// federate` both use this): a node waits up to 2 minutes for a fresh engine cluster to elect
+/// its JetStream leader, and sends StatsD to the monitor host's Telegraf when there is one.
+pub fn host_base(statsd_host: Option<&str>) -> Config {
+    let mut base = Config::default();
+    base.database.connect_timeout_secs = 120;
+    if let Some(ip) = statsd_host {
+        base.statsd.host = ip.to_string();
+        base.statsd.port = 8125;
+    }
+    base
+}
+
 /// Member `i`'s node config: everything but the keypair. `data_dir` is where its database
 /// lives; `base` carries settings the caller wants kept (statsd, block sizes).
 pub fn node_config(i: usize, members: &[Member], secrets: &Secrets, data_dir: &Path, base: &Config) -> Config {

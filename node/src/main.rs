@@ -60,9 +60,35 @@ enum Cmd {
         /// Number of backlog partitions
         shards: u32,
     },
+    /// Make this host a member of a federation from the list of every member: writes its node
+    /// config (keeping its keypair) and its nats-server config exactly as the deployer would,
+    /// each only when it changed; prints what changed. Engine passwords come from the
+    /// environment: CAIRN_ENGINE_PASSWORD, CAIRN_ROUTE_PASSWORD (CAIRN_ENGINE_USER, default
+    /// cairn). Used by ansible/ (roles/node)
+    Federate(FederateArgs),
     /// Start a federation on loopback: N nats-servers (JetStream cluster, authenticated) and
     /// N nodes, each with its own config, data and logs under --dir; Ctrl-C stops everything
     DevCluster(DevClusterArgs),
+}
+
+#[derive(clap::Args)]
+struct FederateArgs {
+    /// JSON list of every member in index order: [{"host": "10.0.0.4", "public_key": "<base58>"}, ...]
+    /// (host: the address the other members reach it at)
+    #[arg(long, value_name = "FILE")]
+    members: PathBuf,
+    /// This member's index in the list (its public key must be this config's)
+    #[arg(long)]
+    index: usize,
+    /// Address clients reach this member's websocket at [default: its host in the list]
+    #[arg(long)]
+    advertised_host: Option<String>,
+    /// The monitor host's address: StatsD goes to HOST:8125
+    #[arg(long)]
+    statsd_host: Option<String>,
+    /// Where to write this member's nats-server config (0600)
+    #[arg(long, default_value = "/etc/cairn/nats.conf")]
+    nats_config: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -191,6 +217,67 @@ fn main() {
     }
 }
 
+/// `cairn federate`: this member's configs from the member list, written only when changed.
+fn federate(path: &std::path::Path, a: FederateArgs) -> Result<()> {
+    use cairn::federation::{self, Member, Ports, Secrets};
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        host: String,
+        public_key: String,
+    }
+    let text = std::fs::read_to_string(&a.members).with_context(|| format!("reading the member list {}", a.members.display()))?;
+    let entries: Vec<Entry> = serde_json::from_str(&text).with_context(|| format!("{}: expected [{{\"host\": ..., \"public_key\": ...}}, ...]", a.members.display()))?;
+    let Some(me) = entries.get(a.index) else {
+        anyhow::bail!("--index {} is past the {} members listed in {}", a.index, entries.len(), a.members.display());
+    };
+    if !path.exists() {
+        anyhow::bail!("{} does not exist: run `cairn configure -y` first (it makes this member's keypair)", path.display());
+    }
+    let existing = Config::read(path)?;
+    if existing.keypair.public != me.public_key {
+        anyhow::bail!(
+            "{} lists {} for member {} but this host's key is {}: collect the members' keys again (cairn export-my-pubkey)",
+            a.members.display(),
+            me.public_key,
+            a.index,
+            existing.keypair.public
+        );
+    }
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let (Some(password), Some(route_password)) = (env("CAIRN_ENGINE_PASSWORD"), env("CAIRN_ROUTE_PASSWORD")) else {
+        anyhow::bail!("set CAIRN_ENGINE_PASSWORD and CAIRN_ROUTE_PASSWORD (the engine's client and route passwords, the same on every member; from Ansible Vault or the environment)");
+    };
+    let secrets = Secrets { user: env("CAIRN_ENGINE_USER").unwrap_or_else(|| "cairn".into()), password, route_password };
+    let members: Vec<Member> =
+        entries.iter().map(|e| Member { host: e.host.clone(), bind: "0.0.0.0".into(), ports: Ports::STANDARD, public_key: e.public_key.clone() }).collect();
+    let mut fed = federation::node_config(a.index, &members, &secrets, std::path::Path::new(federation::HOST_DATA_DIR), &federation::host_base(a.statsd_host.as_deref()));
+    fed.wsserver.advertised_host = a.advertised_host.unwrap_or_else(|| me.host.clone());
+    let merged = federation::merge_keeping_keypair(Some(existing), fed)?;
+    let mut changed = Vec::new();
+    let before = std::fs::read_to_string(path).unwrap_or_default();
+    if toml::to_string_pretty(&merged)? != before {
+        merged.write(path)?;
+        changed.push(path.display().to_string());
+    }
+    let nats = federation::nats_config(a.index, &members, &secrets, std::path::Path::new(federation::HOST_NATS_DIR));
+    if std::fs::read_to_string(&a.nats_config).ok().as_deref() != Some(nats.as_str()) {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let tmp = a.nats_config.with_extension("conf.tmp");
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+        f.write_all(nats.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &a.nats_config).with_context(|| format!("writing {}", a.nats_config.display()))?;
+        changed.push(a.nats_config.display().to_string());
+    }
+    if changed.is_empty() {
+        println!("unchanged");
+    } else {
+        println!("changed: {}", changed.join(" "));
+    }
+    Ok(())
+}
+
 fn run() -> Result<()> {
     let cli = Cli::parse();
     let path = cli.config.unwrap_or_else(config::default_path);
@@ -206,6 +293,7 @@ fn run() -> Result<()> {
             Ok(())
         }
         Cmd::Configure { yes, federation: None } => configure(&path, yes),
+        Cmd::Federate(a) => federate(&path, a),
         Cmd::ShowConfig => {
             let cfg = Config::load(&path)?;
             println!("# effective configuration (file: {}{})", path.display(), if path.exists() { "" } else { ", missing: defaults shown" });

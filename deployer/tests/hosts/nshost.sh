@@ -5,7 +5,7 @@
 # host sees the docker-systemctl-replacement shim as /usr/bin/systemctl and journalctl, and
 # docker-shim as `docker` (in /usr/local/sbin, first on root's PATH; no daemon here: it
 # validates and records compose projects).
-# Each host has private /opt/cairn, /var/lib/cairn, /etc/cairn, /etc/systemd/system, /var/log,
+# Each host has private /opt/cairn, /var/lib/cairn, /etc/cairn, /etc/security, /etc/systemd/system, /var/log,
 # /root, /run and /tmp (bind mounts inside the namespace's mount namespace); the rest of the
 # filesystem, users and the PID space are shared with this machine (see
 # ../shared/reference/deployer-testing.md). Root only.
@@ -46,7 +46,9 @@ add() {
   ip netns list | grep -qw "$n" && { echo "nshost: $n exists" >&2; return 0; }
   bridge
   mkdir -p /opt/cairn /var/lib/cairn /etc/cairn /run/sshd
-  mkdir -p "$h"/{opt,varlib,root,tmp,units,log} /etc/netns/"$n"/ssh /etc/netns/"$n"/cairn
+  # /etc/security too (ansible/'s common role writes limits.d): `ip netns exec` mounts
+  # /etc/netns/NAME/security over /etc/security inside the host.
+  mkdir -p "$h"/{opt,varlib,root,tmp,units,log} /etc/netns/"$n"/ssh /etc/netns/"$n"/cairn /etc/netns/"$n"/security/limits.d
   install -m 600 "$hostkey" /etc/netns/"$n"/ssh/ssh_host_ed25519_key
   install -m 644 "$authkey" /etc/netns/"$n"/ssh/authorized_keys
   cat > /etc/netns/"$n"/ssh/sshd_config <<EOF
