@@ -90,8 +90,9 @@ fn writes_vs_nodes<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, points: &[
     let ours: Vec<(f64, f64, f64)> = points.iter().filter_map(|p| headline(p).map(|(c, a)| (p.nodes as f64, c, a))).collect();
     type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
     let series: [Series; 3] = [
-        ("Cairn committed (this machine)", RGBColor(0, 90, 200), ours.iter().map(|(n, c, _)| (*n, c.max(10.0))).collect()),
+        // Accepted first: committed, nearly equal, is drawn over it.
         ("Cairn accepted (this machine)", RGBColor(0, 160, 80), ours.iter().map(|(n, _, a)| (*n, a.max(10.0))).collect()),
+        ("Cairn committed (this machine)", RGBColor(0, 90, 200), ours.iter().map(|(n, c, _)| (*n, c.max(10.0))).collect()),
         ("Cairn committed per node", RGBColor(150, 150, 150), ours.iter().map(|(n, c, _)| (*n, (c / n).max(10.0))).collect()),
     ];
     for (label, color, data) in series {
