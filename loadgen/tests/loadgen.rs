@@ -279,7 +279,10 @@ fn sweep_over_one_to_four_local_nodes_writes_a_report_and_resumes() {
     let out = dir.path().join("sweep");
     let args = |extra: &[&str]| {
         let mut c = Command::new(loadgen());
+        // A debug build of loadgen beside 4 nodes and 4 nats-servers on 2 cores: generator lag is
+        // not what this test is about (latency_counts_from_the_scheduled_time covers it).
         c.args(["sweep", "--local", "--nodes", "1,2,3,4", "--rate", "300", "--hold-secs", "3", "--workload", "mix", "--double-spend-share", "0.1", "--seed", "11"])
+            .args(["--max-lag-ms", "2000"])
             .args(["--out", out.to_str().unwrap(), "--plain", "--cairn-binary", cairn.to_str().unwrap(), "--deployer", deployer.to_str().unwrap()])
             .args(["--nats-server", nats.to_str().unwrap()])
             .args(extra)
@@ -384,6 +387,7 @@ fn a_fault_schedule_runs_heals_and_the_gate_still_holds() {
     let out = dir.path().join("sweep");
     let o = Command::new(loadgen())
         .args(["sweep", "--local", "--nodes", "3", "--rate", "300", "--hold-secs", "6", "--plain", "--json", "--out", out.to_str().unwrap()])
+        .args(["--max-lag-ms", "2000"])
         .args(["--faults", faults.to_str().unwrap(), "--cairn-binary", cairn.to_str().unwrap(), "--deployer", deployer.to_str().unwrap(), "--nats-server", nats.to_str().unwrap()])
         .output()
         .unwrap();
@@ -424,6 +428,7 @@ fn a_sweep_through_a_deployer_cluster_file_resets_it_per_point() {
     assert!(String::from_utf8_lossy(&too_many.stderr).contains("has 2 nodes; --nodes asks for 3"), "{}", String::from_utf8_lossy(&too_many.stderr));
     let o = Command::new(loadgen())
         .args(["sweep", "--cluster", file.to_str().unwrap(), "--nodes", "1,2", "--rate", "200", "--hold-secs", "2", "--plain", "--json", "--out", out.to_str().unwrap()])
+        .args(["--max-lag-ms", "2000"])
         .args(["--deployer", deployer.to_str().unwrap()])
         .output()
         .unwrap();
