@@ -580,18 +580,8 @@ async fn run(args: RunArgs) -> Result<()> {
         }
         None => None,
     };
-    let t_sign = Instant::now();
-    let bar = progress.bar("signing", args.count as u64);
-    let signed = std::sync::atomic::AtomicU64::new(0);
-    let plan = spec.plan_with(args.count, targets.len(), unix_now(), &|| {
-        let d = signed.fetch_add(1, Ordering::Relaxed) + 1;
-        if d % 1024 == 0 {
-            bar.set(d, "");
-        }
-    });
-    bar.finish("signed");
+    let plan = sweep::sign(&spec, args.count, targets.len(), unix_now(), &progress, "run");
     let tx_bytes = plan.timed.iter().filter(|t| t.kind == Kind::Create).map(|t| t.body.len()).sum::<usize>() / plan.timed.iter().filter(|t| t.kind == Kind::Create).count().max(1);
-    progress.say(&format!("signed {} transactions (+{} setup) in {:.1} s", plan.timed.len(), plan.setup.len(), t_sign.elapsed().as_secs_f64()));
 
     let live = Arc::new(Live::new(reporter.is_some()));
     let settings = Settings {
@@ -608,7 +598,7 @@ async fn run(args: RunArgs) -> Result<()> {
         if !plan.setup.is_empty() {
             bail!("--accept-only sends CREATEs only: TRANSFERs and double-spend pairs need commits");
         }
-        point::run(&http, &t, &plan, &settings, live.clone(), down, &progress, "sending").await?
+        point::run(&t, &plan, &settings, live.clone(), down, &progress, "sending").await?
     } else {
         point::setup(&http, &t, &plan.setup, args.concurrency, Duration::from_secs(args.commit_timeout.max(60)), &progress).await?;
         // StatsD once a second while the run lasts, then the final partial second.
@@ -627,7 +617,7 @@ async fn run(args: RunArgs) -> Result<()> {
                 }
             })
         });
-        let o = point::run(&http, &t, &plan, &settings, live.clone(), down, &progress, "sending").await;
+        let o = point::run(&t, &plan, &settings, live.clone(), down, &progress, "sending").await;
         stop.notify_one();
         if let Some(r) = reporting {
             let _ = r.await;

@@ -353,8 +353,7 @@ pub type Down = Arc<Vec<AtomicBool>>;
 
 /// Runs the timed list of `plan` against `targets`. `down` marks nodes a fault schedule has
 /// taken out; `live` feeds the StatsD reporter and progress.
-#[allow(clippy::too_many_arguments)]
-pub async fn run(_client: &HttpClient, targets: &Targets, plan: &Plan, s: &Settings, live: Arc<Live>, down: Down, progress: &Progress, label: &str) -> Result<Outcome> {
+pub async fn run(targets: &Targets, plan: &Plan, s: &Settings, live: Arc<Live>, down: Down, progress: &Progress, label: &str) -> Result<Outcome> {
     let n = plan.timed.len();
     if n == 0 || s.concurrency == 0 {
         bail!("nothing to send: --count (or the rate times the duration) and --concurrency must be at least 1");
@@ -502,7 +501,7 @@ pub async fn run(_client: &HttpClient, targets: &Targets, plan: &Plan, s: &Setti
                 .filter(|(sl, t)| {
                     sl.status.load(Ordering::Relaxed) == 202
                         && sl.committed.load(Ordering::Relaxed) == 0
-                        && !t.twin.is_some_and(|w| slots[w].committed.load(Ordering::Relaxed) != 0)
+                        && t.twin.is_none_or(|w| slots[w].committed.load(Ordering::Relaxed) == 0)
                 })
                 .count();
             stalled = Some(format!(
@@ -685,6 +684,8 @@ pub fn summarise(
     if let Some(m) = &stalled {
         invalid.push(m.clone());
     }
+    let accepted_tps = if last_answer > 0 { c.accepted as f64 / secs(last_answer) } else { 0.0 };
+    let committed_tps = if last_commit > 0 { c.committed as f64 / secs(last_commit) } else { 0.0 };
     Outcome {
         counts: c,
         reasons,
@@ -693,8 +694,8 @@ pub fn summarise(
         lag,
         wait,
         offered_rate,
-        accepted_tps: if last_answer > 0 { c_ratio(events.iter().filter(|e| e.status == 202).count() as u64, secs(last_answer)) } else { 0.0 },
-        committed_tps: if last_commit > 0 { c_ratio(events.iter().filter(|e| e.status == 202 && e.committed_us.is_some()).count() as u64, secs(last_commit)) } else { 0.0 },
+        accepted_tps,
+        committed_tps,
         duration_s: wall,
         generator_cpu,
         invalid,
@@ -703,10 +704,6 @@ pub fn summarise(
         seconds,
         started,
     }
-}
-
-fn c_ratio(n: u64, secs: f64) -> f64 {
-    n as f64 / secs
 }
 
 /// Writes the per-transaction events as CSV (recompute anything from them).

@@ -87,6 +87,22 @@ pub async fn preflight(client: &HttpClient, members: &[Member], all_members: boo
     Ok(())
 }
 
+/// Signs a plan with a progress bar, then says how long it took.
+pub fn sign(spec: &crate::workload::Spec, count: usize, routes: usize, salt: u64, progress: &Progress, label: &str) -> crate::workload::Plan {
+    let t = Instant::now();
+    let bar = progress.bar(&format!("{label}: signing"), count as u64);
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let plan = spec.plan_with(count, routes, salt, &|| {
+        let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if d.is_multiple_of(1024) {
+            bar.set(d, "");
+        }
+    });
+    bar.finish("signed");
+    progress.say(&format!("{label}: signed {} transactions (+{} setup) in {:.1} s", plan.timed.len(), plan.setup.len(), t.elapsed().as_secs_f64()));
+    plan
+}
+
 /// One measured run on a formed federation.
 #[allow(clippy::too_many_arguments)]
 async fn measure(
@@ -102,17 +118,7 @@ async fn measure(
     label: &str,
 ) -> Result<(point::Outcome, Vec<crate::faults::Window>, Vec<String>, Vec<(String, String)>)> {
     let count = ((rate * secs).round() as usize).max(1);
-    let t = Instant::now();
-    let bar = progress.bar(&format!("{label}: signing"), count as u64);
-    let done = std::sync::atomic::AtomicU64::new(0);
-    let plan = cfg.workload.plan_with(count, members.len(), salt, &|| {
-        let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        if d % 1024 == 0 {
-            bar.set(d, "");
-        }
-    });
-    bar.finish("signed");
-    progress.say(&format!("{label}: signed {} transactions (+{} setup) in {:.1} s", plan.timed.len(), plan.setup.len(), t.elapsed().as_secs_f64()));
+    let plan = sign(&cfg.workload, count, members.len(), salt, progress, label);
     let targets = Targets { api: members.iter().map(|m| m.api.clone()).collect(), ws: members[observer].ws.clone() };
     let settings = Settings {
         rate,
@@ -129,7 +135,7 @@ async fn measure(
         let apis = targets.api.clone();
         tokio::spawn(execute(s, fleet, Instant::now() + Duration::from_millis(100), down.clone(), client.clone(), apis, observer))
     });
-    let outcome = point::run(client, &targets, &plan, &settings, live, down, progress, label).await?;
+    let outcome = point::run(&targets, &plan, &settings, live, down, progress, label).await?;
     let mut windows = match fault_task {
         Some(t) => t.await.unwrap_or_default(),
         None => Vec::new(),
