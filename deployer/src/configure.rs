@@ -335,6 +335,15 @@ fn get(url: &str) -> Result<(u16, Value)> {
 /// Every member (the first `members` nodes) answers `GET /` with the keyring of all the
 /// others; a CREATE posted to node 0 is VALID on every member within `timeout`.
 pub async fn health(rec: &Cluster, members: usize, timeout: Duration, p: &Progress) -> Result<()> {
+    health_watching(rec, members, timeout, p, Box::new(|| Ok(()))).await
+}
+
+/// A check run while waiting for the nodes: an error (a member process that died, with its
+/// log) ends the wait at once instead of at the timeout.
+pub type Watch = Box<dyn Fn() -> Result<()> + Send>;
+
+/// [`health`], calling `watch` between attempts.
+pub async fn health_watching(rec: &Cluster, members: usize, timeout: Duration, p: &Progress, watch: Watch) -> Result<()> {
     let nodes: Vec<Host> = rec.nodes.iter().filter(|h| h.role == "node" && h.index < members).cloned().collect();
     let keys: Vec<String> = nodes.iter().map(|h| h.public_key.clone().unwrap_or_default()).collect();
     tokio::task::spawn_blocking(move || -> Result<()> {
@@ -356,7 +365,10 @@ pub async fn health(rec: &Cluster, members: usize, timeout: Duration, p: &Progre
                     other if std::time::Instant::now() > deadline => {
                         bail!("node {} ({api}) did not answer GET / with 200 within {}s ({:?}); `deployer logs {}` shows why", h.index, timeout.as_secs(), other.map(|(s, _)| s), h.index)
                     }
-                    _ => std::thread::sleep(Duration::from_millis(500)),
+                    _ => {
+                        watch()?;
+                        std::thread::sleep(Duration::from_millis(500))
+                    }
                 }
             }
         }

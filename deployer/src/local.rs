@@ -11,6 +11,7 @@ use crate::configure::{self, Options};
 use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
 use cairn::config::Config;
+use cairn::devcluster::free_port;
 use cairn::federation::{self, Member, Ports};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,10 +19,6 @@ use std::time::Duration;
 
 fn member_dir(dir: &Dir, i: usize) -> PathBuf {
     dir.join(&format!("node{i}"))
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Ports recorded for member `i` (from its URLs), or new free ones.
@@ -224,12 +221,32 @@ async fn form(dir: &Dir, rec: &mut Cluster, opts: &Options, p: &Progress, count:
         phase.step(&format!("node {i}"));
     }
     phase.finish();
-    configure::health(rec, count, opts.health_timeout, p).await?;
+    let watch_dir = dir.path.clone();
+    configure::health_watching(rec, count, opts.health_timeout, p, Box::new(move || members_alive(&watch_dir, count))).await?;
     for h in rec.nodes.iter_mut().filter(|h| h.role == "node") {
         h.state = if h.index < count { "running".into() } else { "standby".into() };
     }
     dir.save(rec)?;
     crate::inventory::write(dir, rec)?;
+    Ok(())
+}
+
+/// Fails, with the end of its log, when an engine or node of the first `count` members has exited.
+fn members_alive(cluster: &Path, count: usize) -> Result<()> {
+    for i in 0..count {
+        let md = cluster.join(format!("node{i}"));
+        for (what, log) in [("engine", "nats.log"), ("node", "node.log")] {
+            if !pid(&md.join(format!("{what}.pid"))).is_some_and(alive) {
+                let text = std::fs::read_to_string(md.join(log)).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                bail!(
+                    "node {i}'s {what} exited while the federation was forming; the end of {}:\n{}",
+                    md.join(log).display(),
+                    lines[lines.len().saturating_sub(8)..].join("\n")
+                );
+            }
+        }
+    }
     Ok(())
 }
 

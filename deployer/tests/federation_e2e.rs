@@ -9,7 +9,7 @@
 
 mod common;
 use common::{missing, moto, namespaces, repo, shims, stripped_cairn, Shell, AMI};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 

@@ -75,18 +75,25 @@ pub enum Fleet {
     },
 }
 
+/// Runs a helper program (deployer, cairn); on failure the error carries its error lines.
+/// Backtraces are turned off for it: with RUST_BACKTRACE set in the caller's environment, an
+/// error's backtrace would otherwise bury the sentence that says what went wrong.
 fn run(cmd: &mut Command, what: &str) -> Result<String> {
-    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("running {what}"))?;
+    let out = cmd.stdin(Stdio::null()).env("RUST_BACKTRACE", "0").env("RUST_LIB_BACKTRACE", "0").output().with_context(|| format!("running {what}"))?;
     if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = err.lines().rev().take(15).collect();
-        bail!("{what} failed ({}):\n{}", out.status, tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        bail!("{what} failed ({}):\n{}", out.status, error_lines(&String::from_utf8_lossy(&out.stderr)));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The last 15 lines of a program's stderr that are not part of a backtrace.
+fn error_lines(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().take_while(|l| !l.trim_start().to_ascii_lowercase().starts_with("stack backtrace:")).collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(ledger::ports::free_loopback_port()?)
 }
 
 /// The running nodes (api, ws) of a deployer cluster file, in index order, and how many nodes it has.
@@ -339,4 +346,13 @@ fn spawn_single(cairn: &Path, home: &Path, api: u16, ws: u16) -> Result<Child> {
         .with_context(|| format!("starting {}", cairn.display()))?;
     std::fs::write(home.join("pid"), child.id().to_string())?;
     Ok(child)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_lines_leave_the_backtrace_out() {
+        let stderr = "progress\nError: node 1 did not answer\n\nStack backtrace:\n   0: anyhow::error\n   1: main\n";
+        assert_eq!(super::error_lines(stderr), "progress\nError: node 1 did not answer\n");
+    }
 }

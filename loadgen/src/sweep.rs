@@ -210,8 +210,20 @@ pub async fn run(cfg: Config, run_id: &str, out: &Path, fleet: Fleet, provenance
             // Every probe and the measured run get a fresh federation (an empty ledger, as the
             // first probe had) and their own gate before it is replaced.
             let fresh = || async {
-                let f = fleet_shared.clone();
-                let members = tokio::task::spawn_blocking(move || f.lock().expect("fleet").form(n, max_n)).await??;
+                let form = || {
+                    let f = fleet_shared.clone();
+                    tokio::task::spawn_blocking(move || f.lock().expect("fleet").form(n, max_n))
+                };
+                // One more try when forming fails: an hours-long sweep should not end on one
+                // transient failure (say a process that lost a race for its port); the first
+                // error is shown either way.
+                let members = match form().await? {
+                    Ok(m) => m,
+                    Err(e) => {
+                        progress.say(&format!("n={n}: forming the federation failed, trying once more: {e:#}"));
+                        form().await?.context("forming the federation failed twice")?
+                    }
+                };
                 preflight(&client, &members, true).await?;
                 Ok::<_, anyhow::Error>(members)
             };

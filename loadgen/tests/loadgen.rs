@@ -38,7 +38,7 @@ fn which(name: &str) -> Option<PathBuf> {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    ledger::ports::free_loopback_port().unwrap()
 }
 
 /// One node, embedded engine, in a temporary directory; stopped on drop.

@@ -48,9 +48,9 @@ pub struct DevCluster {
     nodes: Vec<Option<Child>>,
 }
 
-/// A free loopback port (bound, then released).
+/// A free loopback port outside the kernel's ephemeral range (see [`crate::ports`]).
 pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(crate::ports::free_loopback_port()?)
 }
 
 /// Whether `path` is a nats-server ≥ [`MIN_NATS_SERVER`]: `Ok(Err(version text))` when older.

@@ -3,7 +3,7 @@
 //! re-exported here so `cairn::tx`, `cairn::crypto`, … keep working for the node's code and
 //! tests; `loadgen` depends on `cairn-ledger` alone.
 
-pub use ledger::{block, canonical, cc, crypto, der, statsd, tx, validation, workload};
+pub use ledger::{block, canonical, cc, crypto, der, ports, statsd, tx, validation, workload};
 
 pub mod store;
 pub mod engine;

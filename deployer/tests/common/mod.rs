@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -45,7 +44,7 @@ pub fn moto() -> Option<Moto> {
         eprintln!("*** SKIP: moto server not installed at {} (scripts/test.sh installs it) ***", bin.display());
         return None;
     }
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = cairn::ports::free_loopback_port().unwrap();
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut child = Command::new(&bin)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])

@@ -20,7 +20,7 @@ pub struct NodeProc {
     env: Vec<(String, String)>,
 }
 
-/// A free loopback port (bound then released).
+/// A free loopback port outside the ephemeral range (bound then released).
 pub fn free_port() -> u16 {
     cairn::devcluster::free_port().unwrap()
 }
