@@ -89,6 +89,22 @@ pub struct Transaction {
     pub asset_id: String,
     /// The full JSON.
     pub raw: Value,
+    /// The texts it hashes to and is stored as, made once on first use (see [`Forms`]).
+    forms: std::sync::OnceLock<Forms>,
+}
+
+/// What a transaction's id check, signature checks and storage need, from one canonical
+/// serialization of `raw` (the three texts differ only in the id and fulfillment values, so
+/// they are spliced from it): serializing was done three times per transaction before, about
+/// a fifth of a node's CPU per transaction (docs/performance.md).
+#[derive(Debug, Clone)]
+struct Forms {
+    /// SHA3-256 hex of the canonical text with `"id": null`: what `id` must equal.
+    computed_id: String,
+    /// The 32-byte message each input signs, in input order.
+    messages: Vec<[u8; 32]>,
+    /// The canonical text of the whole transaction.
+    canonical: String,
 }
 
 /// Why a transaction is invalid; the variant names are BigchainDB's exception classes, which
@@ -267,15 +283,12 @@ impl Transaction {
         for (i, output) in outputs_json.iter().enumerate() {
             outputs.push(parse_output(output, &format!("outputs[{i}]"))?);
         }
-        Ok(Transaction { id, operation, inputs, outputs, asset_id, raw })
+        Ok(Transaction { id, operation, inputs, outputs, asset_id, raw, forms: std::sync::OnceLock::new() })
     }
 
     /// Checks that `id` is the hash of the body.
     pub fn check_id(&self) -> Result<(), TxError> {
-        let mut s = String::with_capacity(1024);
-        write_tx(&mut s, &self.raw, false);
-        let computed = crypto::sha3_hex(s.as_bytes());
-        if computed == self.id {
+        if self.forms().computed_id == self.id {
             Ok(())
         } else {
             Err(TxError::InvalidHash(format!(
@@ -302,7 +315,7 @@ impl Transaction {
 
     /// The 32-byte message each input signs, in input order.
     pub fn signing_messages(&self) -> Vec<[u8; 32]> {
-        signing_messages(&self.raw, self.inputs.iter().map(|i| i.fulfills.as_ref()))
+        self.forms().messages.clone()
     }
 
     /// Every signature this transaction needs verified, with the index of its message.
@@ -319,7 +332,22 @@ impl Transaction {
 
     /// Canonical JSON text of the whole transaction (what is stored and hashed).
     pub fn canonical(&self) -> String {
-        canonical::to_string(&self.raw)
+        self.forms().canonical.clone()
+    }
+
+    fn forms(&self) -> &Forms {
+        self.forms.get_or_init(|| {
+            let mut canonical = String::with_capacity(1024);
+            let mut spans = Vec::with_capacity(1 + self.inputs.len());
+            write_marked(&mut canonical, &self.raw, &mut spans);
+            let id_null = null_spans(&canonical, &spans[..spans.len().min(1)]);
+            let signing = null_spans(&canonical, &spans);
+            Forms {
+                computed_id: crypto::sha3_hex(id_null.as_bytes()),
+                messages: messages_from(&signing, self.inputs.iter().map(|i| i.fulfills.as_ref())),
+                canonical,
+            }
+        })
     }
 
     /// `asset.data` of a CREATE (null otherwise or when absent).
@@ -435,11 +463,80 @@ pub fn write_tx(out: &mut String, raw: &Value, null_fulfillments: bool) {
     out.push('}');
 }
 
+/// Writes the canonical text of a transaction and records where values go that the id and
+/// signing forms null: `spans[0]` the id's value (when `raw` has an `id`), then each input's
+/// fulfillment value, in order.
+fn write_marked(out: &mut String, raw: &Value, spans: &mut Vec<std::ops::Range<usize>>) {
+    let Value::Object(map) = raw else { return canonical::write_value(out, raw) };
+    out.push('{');
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        canonical::write_str(out, k);
+        out.push(':');
+        let start = out.len();
+        match (k.as_str(), v) {
+            ("inputs", Value::Array(inputs)) => {
+                out.push('[');
+                for (j, input) in inputs.iter().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    match input {
+                        Value::Object(fields) => {
+                            out.push('{');
+                            for (n, (fk, fv)) in fields.iter().enumerate() {
+                                if n > 0 {
+                                    out.push(',');
+                                }
+                                canonical::write_str(out, fk);
+                                out.push(':');
+                                let at = out.len();
+                                canonical::write_value(out, fv);
+                                if fk == "fulfillment" {
+                                    spans.push(at..out.len());
+                                }
+                            }
+                            out.push('}');
+                        }
+                        other => canonical::write_value(out, other),
+                    }
+                }
+                out.push(']');
+            }
+            _ => canonical::write_value(out, v),
+        }
+        if k == "id" {
+            spans.insert(0, start..out.len());
+        }
+    }
+    out.push('}');
+}
+
+/// `text` with each of the (ordered, disjoint) `spans` replaced by `null`.
+fn null_spans(text: &str, spans: &[std::ops::Range<usize>]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for r in spans {
+        out.push_str(&text[at..r.start]);
+        out.push_str("null");
+        at = r.end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
 fn signing_messages<'a>(raw: &Value, fulfills: impl Iterator<Item = Option<&'a OutputRef>>) -> Vec<[u8; 32]> {
     let mut s = String::with_capacity(1024);
     write_tx(&mut s, raw, true);
+    messages_from(&s, fulfills)
+}
+
+/// Each input's message: SHA3-256 of the signing text followed by what the input fulfills.
+fn messages_from<'a>(signing_text: &str, fulfills: impl Iterator<Item = Option<&'a OutputRef>>) -> Vec<[u8; 32]> {
     let mut base = Sha3_256::new();
-    base.update(s.as_bytes());
+    base.update(signing_text.as_bytes());
     fulfills
         .map(|f| {
             let mut h = base.clone();
@@ -532,4 +629,38 @@ pub fn set_id(tx: &mut Value) {
     let mut s = String::with_capacity(1024);
     write_tx(&mut s, tx, false);
     tx["id"] = Value::String(crypto::sha3_hex(s.as_bytes()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The texts spliced from one serialization equal the ones written separately.
+    #[test]
+    fn forms_from_one_serialization_equal_the_separate_texts() {
+        let a = Keypair::from_seed([1; 32]);
+        let b = Keypair::from_seed([2; 32]);
+        let create = build_create(&[&a], &[(vec![a.public_bytes()], 3), (vec![a.public_bytes(), b.public_bytes()], 2)], json!({"k": "v\u{1}é", "n": [1, 2.5]}), json!({"m": null}));
+        let c = Transaction::from_value(create.clone()).unwrap();
+        let spends: Vec<Spend> = (0..2u32)
+            .map(|i| {
+                let o = &create["outputs"][i as usize];
+                Spend {
+                    fulfills: OutputRef { txid: c.id.clone(), index: i },
+                    details: Details::from_json(&o["condition"]["details"]).unwrap(),
+                    owners_before: o["public_keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect(),
+                }
+            })
+            .collect();
+        let transfer = build_transfer(&spends, &[(vec![b.public_bytes()], 5)], &c.id, Value::Null, &[&a, &b]);
+        for raw in [create, transfer] {
+            let tx = Transaction::from_value(raw.clone()).unwrap();
+            let mut id_text = String::new();
+            write_tx(&mut id_text, &raw, false);
+            assert_eq!(tx.forms().computed_id, crypto::sha3_hex(id_text.as_bytes()));
+            tx.check_id().unwrap();
+            assert_eq!(tx.signing_messages(), signing_messages(&raw, tx.inputs.iter().map(|i| i.fulfills.as_ref())));
+            assert_eq!(tx.canonical(), canonical::to_string(&raw));
+        }
+    }
 }

@@ -27,6 +27,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// Largest memtable per keyspace before it is flushed to a sorted table. fjall's default,
+/// 64 MiB, made every insert and point read walk a skiplist of up to 64 MiB (cache misses at
+/// each level: 27 % of the node's CPU at 150k transactions, `perf`) and let 15 keyspaces hold
+/// up to ~1 GiB of memtables; smaller ones keep both bounded (docs/performance.md).
+const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
+
 /// Cursor names in the `meta` keyspace.
 pub mod cursor {
     /// Per partition (`backlog_next.<p>`): next backlog sequence number held locally.
@@ -191,7 +197,7 @@ impl Store {
         let db = Database::builder(path).open().with_context(|| {
             format!("opening database {} (is another cairn process using it? stop it or pick another --data-dir)", path.display())
         })?;
-        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).with_context(|| format!("opening keyspace {name}"));
+        let ks = |name: &str| db.keyspace(name, || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)).with_context(|| format!("opening keyspace {name}"));
         Ok(Store {
             backlog: ks("backlog")?,
             tx_seq: ks("tx_seq")?,

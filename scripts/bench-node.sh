@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Benchmark: one node (embedded engine) on this machine, loadgen on the same cores, COUNT
+# 765-byte CREATEs sent as fast as 64 connections allow, on one growing ledger. Reports, from
+# the run's per-transaction events: committed tx/s overall and for the first and the last
+# 100,000 transactions committed (flatness), the ratio to the raw Ed25519 verify rate measured
+# in the same run, the node's peak RSS, its CPU µs per committed transaction, and the stored
+# bytes per transaction. Writes results/node-<label>.json (+ loadgen's own files beside it).
+# Usage: scripts/bench-node.sh [LABEL] [COUNT]   (default: now 1000000)
+#        BIN_DIR=/path/with/cairn+loadgen scripts/bench-node.sh before   (binaries of another build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+label=${1:-now}
+count=${2:-1000000}
+bin=${BIN_DIR:-target/release}
+[ -n "${BIN_DIR:-}" ] || cargo build --release -q -p cairn-node -p cairn-loadgen
+dir=$(mktemp -d /tmp/cairn-bench-node-XXXX)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+ws=$((port + 1))
+export CAIRN_CONFIG=$dir/config.toml CAIRN_WSSERVER_ADVERTISED_PORT=$ws
+"$bin/cairn" configure -y > /dev/null
+"$bin/cairn" start --data-dir "$dir/data" --bind "127.0.0.1:$port" --ws-bind "127.0.0.1:$ws" > "$dir/node.log" 2>&1 &
+node=$!
+trap 'kill $node 2>/dev/null || true; wait $node 2>/dev/null || true; rm -rf "$dir"' EXIT
+for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$port/" > /dev/null && break; kill -0 $node || { cat "$dir/node.log"; exit 1; }; sleep 0.1; done
+mkdir -p results
+out=results/node-$label.json
+"$bin/loadgen" run --target "http://127.0.0.1:$port" --count "$count" --concurrency 64 --threads 1 \
+  --commit-timeout 120 --plain --out "results/node-$label-loadgen.json" > /dev/null
+hwm_kb=$(awk '/VmHWM/ {print $2}' /proc/$node/status)
+rss_kb=$(awk '/VmRSS/ {print $2}' /proc/$node/status)
+read -r utime stime < <(awk '{print $14, $15}' /proc/$node/stat)
+ticks=$(getconf CLK_TCK)
+# CPU ticks per thread name (tokio-rt-worker = HTTP and ingest; consensus; sig-verifier; …).
+threads=$(for t in /proc/$node/task/*/stat; do sed -E 's/^[0-9]+ \(([^)]*)\) (.*)$/\1|\2/' "$t" | awk -F'|' '{split($2, f, " "); print $1 "=" f[12] + f[13]}'; done | paste -sd, -)
+kill -TERM $node; wait $node || true
+stored=$(du -sb "$dir/data" | cut -f1)
+python3 - "$out" "$count" "$hwm_kb" "$rss_kb" "$utime" "$stime" "$ticks" "$stored" "$threads" <<'EOF'
+import csv, json, sys
+out, count, hwm_kb, rss_kb, utime, stime, ticks, stored = sys.argv[1], int(sys.argv[2]), *map(int, sys.argv[3:9])
+per_thread = {}
+for item in sys.argv[9].split(","):
+    name, t = item.rsplit("=", 1)
+    per_thread[name] = per_thread.get(name, 0) + int(t)
+lg = out[:-len(".json")] + "-loadgen"
+run = json.load(open(lg + ".json"))
+with open(lg + ".events.csv") as f:
+    rows = list(csv.DictReader(f))
+done = sorted(float(r["committed_us"]) for r in rows if r["committed_us"])
+n = len(done)
+w = min(100_000, n // 10) or n
+first = w / max((done[w - 1] - done[0]) / 1e6, 1e-9)
+last = w / max((done[-1] - done[-w]) / 1e6, 1e-9)
+raw = run["raw_ed25519_verify_per_s_all_cores"]
+cpu_s = (utime + stime) / ticks
+doc = {
+    "what": "one node, embedded engine, loadgen on the same cores, 64 connections, max rate, one growing ledger",
+    "machine": run["machine"], "git": run["git"], "tx_bytes": run["workload"]["tx_bytes"], "count": count,
+    "durability": run["durability"],
+    "accepted_tps": run["accepted"]["tx_per_s"], "committed": n, "committed_tps": run["committed"]["tx_per_s"],
+    "commit_p99_ms": run["committed"]["latency_ms"]["p99"],
+    "window": w, "first_window_tps": first, "last_window_tps": last, "last_to_first": last / first,
+    "raw_ed25519_verify_per_s_all_cores": raw, "committed_to_raw_verify": run["committed"]["tx_per_s"] / raw,
+    "node_peak_rss_mib": hwm_kb / 1024, "node_rss_at_end_mib": rss_kb / 1024,
+    "node_cpu_us_per_committed_tx": cpu_s * 1e6 / max(n, 1),
+    "node_cpu_us_per_committed_tx_by_thread": {k: v / ticks * 1e6 / max(n, 1) for k, v in sorted(per_thread.items(), key=lambda kv: -kv[1])},
+    "stored_bytes": stored, "stored_bytes_per_tx": stored / max(n, 1),
+    "stored_to_tx_size": stored / max(n, 1) / run["workload"]["tx_bytes"],
+    "invalid": run["invalid"],
+}
+json.dump(doc, open(out, "w"), indent=2)
+print(f"one node, {doc['tx_bytes']} B CREATEs, {n:,} committed of {count:,}: accepted {doc['accepted_tps']:,.0f} tx/s, committed {doc['committed_tps']:,.0f} tx/s "
+      f"(p99 {doc['commit_p99_ms']:,.0f} ms); raw verify {raw:,.0f}/s → ratio {doc['committed_to_raw_verify']:.2f}")
+print(f"first {w:,} committed at {first:,.0f} tx/s, last {w:,} at {last:,.0f} tx/s → last/first {doc['last_to_first']:.2f}")
+print(f"node: peak RSS {doc['node_peak_rss_mib']:,.0f} MiB, CPU {doc['node_cpu_us_per_committed_tx']:.0f} µs per committed tx; stored {doc['stored_bytes_per_tx']:,.0f} B per tx ({doc['stored_to_tx_size']:.2f}× its size)")
+print("node CPU µs per committed tx by thread: " + ", ".join(f"{k} {v:.0f}" for k, v in doc["node_cpu_us_per_committed_tx_by_thread"].items() if v >= 1))
+for r in doc["invalid"]:
+    print(f"INVALID: {r}")
+print(f"wrote {out}")
+EOF
