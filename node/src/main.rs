@@ -7,6 +7,11 @@ use clap::{Parser, Subcommand};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
+/// mimalloc instead of glibc malloc: per-transaction allocations (JSON, HTTP buffers, LSM
+/// entries) spent ~15 % of the node's CPU in glibc's malloc/free/consolidate under load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "cairn", version, about = "Cairn: a BigchainDB-compatible blockchain database node",
     long_about = "Cairn: a BigchainDB-compatible blockchain database node.\n\n\
