@@ -141,6 +141,28 @@ fn split_record(v: &[u8]) -> Result<(&str, &[u8])> {
     Ok((std::str::from_utf8(&v[..64]).context("corrupt backlog record")?, &v[64..]))
 }
 
+/// Entries of one write batch, written in key order per keyspace. A memtable is a skiplist, and a
+/// block's keys (hashes, public keys) are random: inserted in sorted order, each search follows
+/// the path the previous one left in the cache (docs/performance.md). The sort is stable, so a
+/// key written twice keeps its last value.
+#[derive(Default)]
+struct Sorted<'a> {
+    items: Vec<(&'a Keyspace, Vec<u8>, Vec<u8>)>,
+}
+
+impl<'a> Sorted<'a> {
+    fn insert(&mut self, ks: &'a Keyspace, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.items.push((ks, key.into(), value.into()));
+    }
+
+    fn write_into(mut self, batch: &mut fjall::OwnedWriteBatch) {
+        self.items.sort_by(|a, b| (std::ptr::from_ref(a.0) as usize, &a.1).cmp(&(std::ptr::from_ref(b.0) as usize, &b.1)));
+        for (ks, k, v) in self.items {
+            batch.insert(ks, k, v);
+        }
+    }
+}
+
 fn encode_output(o: &OutputInfo) -> Vec<u8> {
     let mut v = Vec::with_capacity(8 + 64 + 48);
     v.extend_from_slice(&o.amount.to_le_bytes());
@@ -272,6 +294,7 @@ impl Store {
         if durable {
             batch = batch.durability(Some(PersistMode::SyncData));
         }
+        let mut ids = Sorted::default();
         for (seq, id, body) in entries {
             if let Some(h) = if requeued { self.tx_block.get(id)? } else { None } {
                 if self.block_status(from_be(&h)?)? == Some(Decision::Invalid) {
@@ -280,8 +303,9 @@ impl Store {
             }
             let key = backlog_key(partition, *seq);
             batch.insert(&self.backlog, key, record(id, body));
-            batch.insert(&self.tx_seq, *id, key);
+            ids.insert(&self.tx_seq, id.as_bytes(), key);
         }
+        ids.write_into(&mut batch);
         batch.insert(&self.meta, cursor::of(cursor::BACKLOG_NEXT, partition), be(last.0 + 1));
         batch.commit()?;
         Ok(())
@@ -325,9 +349,11 @@ impl Store {
         if trusted {
             let p = block.block.partition;
             let built = self.partition_cursor(cursor::BUILT_UPTO, p)?.max(block.block.range[1].saturating_add(1));
+            let mut ids = Sorted::default();
             for id in &block.block.transactions {
-                batch.insert(&self.tx_block, id.as_str(), be(height));
+                ids.insert(&self.tx_block, id.as_bytes(), be(height));
             }
+            ids.write_into(&mut batch);
             batch.insert(&self.meta, cursor::of(cursor::BUILT_UPTO, p), be(built));
         }
         batch.commit()?;
@@ -391,35 +417,37 @@ impl Store {
         batch.insert(&self.block_status, be(height), [status_code(decision_)]);
         if decision_ == Decision::Valid {
             let mut terms = Vec::new();
+            let mut sorted = Sorted::default();
             for tx in txs {
                 let tx: &Transaction = tx.borrow();
                 digest.update(tx.id.as_bytes());
-                batch.insert(&self.valid_txs, tx.id.as_str(), be(height));
+                sorted.insert(&self.valid_txs, tx.id.as_bytes(), be(height));
                 for (i, o) in tx.outputs.iter().enumerate() {
                     let key = OutputRef { txid: tx.id.clone(), index: i as u32 }.key();
                     let info = OutputInfo { condition: o.condition.clone(), amount: o.amount, asset_id: tx.asset_id.clone() };
-                    batch.insert(&self.outputs, key.as_str(), encode_output(&info));
+                    sorted.insert(&self.outputs, key.as_bytes(), encode_output(&info));
                     for pk in &o.public_keys {
-                        batch.insert(&self.key_outputs, pair(pk, &key), []);
+                        sorted.insert(&self.key_outputs, pair(pk, &key), Vec::new());
                     }
                 }
                 for input in &tx.inputs {
                     if let Some(r) = &input.fulfills {
-                        batch.insert(&self.spent, r.key(), tx.id.as_str());
+                        sorted.insert(&self.spent, r.key(), tx.id.as_bytes());
                     }
                 }
-                batch.insert(&self.asset_txs, pair(&tx.asset_id, &tx.id), []);
+                sorted.insert(&self.asset_txs, pair(&tx.asset_id, &tx.id), Vec::new());
                 terms.clear();
                 words(tx.asset_data(), &mut terms);
                 for t in &terms {
-                    batch.insert(&self.asset_words, pair(t, &tx.id), []);
+                    sorted.insert(&self.asset_words, pair(t, &tx.id), Vec::new());
                 }
                 terms.clear();
                 words(tx.metadata(), &mut terms);
                 for t in &terms {
-                    batch.insert(&self.meta_words, pair(t, &tx.id), []);
+                    sorted.insert(&self.meta_words, pair(t, &tx.id), Vec::new());
                 }
             }
+            sorted.write_into(&mut batch);
             let n = self.cursor(cursor::COMMITTED)?;
             batch.insert(&self.meta, cursor::COMMITTED, be(n + txs.len() as u64));
         }
