@@ -176,7 +176,7 @@ pub fn is_hex64(s: &str) -> bool {
 
 /// True for BigchainDB's public key pattern (base58, 43–44 characters).
 pub fn is_public_key(s: &str) -> bool {
-    (43..=44).contains(&s.len()) && crypto::decode_public_key(s).is_ok()
+    crypto::PUBLIC_KEY_B58_CHARS.contains(&s.len()) && crypto::decode_public_key(s).is_ok()
 }
 
 fn only_keys(obj: &Map<String, Value>, allowed: &[&str], what: &str) -> Result<(), TxError> {
