@@ -112,13 +112,14 @@ pub fn encode_batch(txs: &[(String, Vec<u8>)]) -> Vec<u8> {
     out
 }
 
-/// The `(id, body)` records of a backlog message; `None` if it is not one.
+/// The `(id, body)` records of a backlog message; `None` if it is not one (also when an id
+/// is not 64 lower-case hex characters: the store keeps ids in binary).
 pub fn decode_batch(mut msg: &[u8]) -> Option<Vec<(&str, &[u8])>> {
     let mut out = Vec::new();
     while !msg.is_empty() {
         let len = u32::from_be_bytes(msg.get(..4)?.try_into().ok()?) as usize;
         let rec = msg.get(4..4 + len)?;
-        if len < 64 {
+        if len < 64 || !rec[..64].iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c)) {
             return None;
         }
         out.push((std::str::from_utf8(&rec[..64]).ok()?, &rec[64..]));

@@ -33,6 +33,18 @@ use std::sync::Mutex;
 /// up to ~1 GiB of memtables; smaller ones keep both bounded (docs/performance.md).
 const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
 
+/// Journal kept before the keyspaces that pin its oldest file are flushed. fjall's default,
+/// 512 MiB, was a quarter of the data directory at 1,000,000 transactions: the quiet
+/// keyspaces (cursors, votes, block status) never fill a memtable, so nothing else frees the
+/// journal. The busy keyspaces still flush by memtable size below this (docs/performance.md:
+/// 64 MiB flushed them early too, and compaction slowed the node).
+const JOURNAL_BYTES: u64 = 192 * 1024 * 1024;
+
+/// The store's layout version, kept in `meta` under [`FORMAT_KEY`]. 2: ids (transactions,
+/// assets) in keys and values as their 32 bytes; 1 (unmarked) held them as 64-character hex.
+const FORMAT: u64 = 2;
+const FORMAT_KEY: &str = "store_format";
+
 /// Cursor names in the `meta` keyspace.
 pub mod cursor {
     /// Per partition (`backlog_next.<p>`): next backlog sequence number held locally.
@@ -64,23 +76,27 @@ pub mod cursor {
 /// The database handle; share it behind an `Arc`.
 pub struct Store {
     db: Database,
-    /// `txid (64 ascii) ‖ canonical tx JSON` by `partition (be32) ‖ seq (be64)`: readers get
-    /// ids unparsed.
+    /// `txid (32 bytes) ‖ canonical tx JSON` by `partition (be32) ‖ seq (be64)`: readers get
+    /// ids unparsed. (Ids below are the 32 bytes of a transaction or asset id, see [`bin`].)
     backlog: Keyspace,
     /// txid → `partition ‖ seq` of its latest backlog entry.
     tx_seq: Keyspace,
+    /// txid → height of the latest block holding it.
     tx_block: Keyspace,
     blocks: Keyspace,
     block_ids: Keyspace,
     block_status: Keyspace,
     votes: Keyspace,
     meta: Keyspace,
+    /// txid → height of the VALID block that committed it.
     valid_txs: Keyspace,
+    /// `txid ‖ index (be32)` → amount, asset id, condition (DER).
     outputs: Keyspace,
+    /// `txid ‖ index (be32)` → txid of the spender.
     spent: Keyspace,
-    /// `pubkey \0 txid:index` → empty
+    /// `pubkey (base58) \0 txid ‖ index (be32)` → empty
     key_outputs: Keyspace,
-    /// `asset_id \0 txid` → empty
+    /// `asset_id ‖ txid` → empty; a CREATE, whose id is its asset's, as `asset_id` alone.
     asset_txs: Keyspace,
     /// `word \0 txid` → empty
     asset_words: Keyspace,
@@ -121,24 +137,59 @@ fn from_be(b: &[u8]) -> Result<u64> {
     Ok(u64::from_be_bytes(b.try_into().context("corrupt counter record")?))
 }
 
-fn pair(a: &str, b: &str) -> Vec<u8> {
-    let mut v = Vec::with_capacity(a.len() + 1 + b.len());
-    v.extend_from_slice(a.as_bytes());
+/// A transaction, block or asset id (64 lower-case hex characters) as the 32 bytes it
+/// encodes: keys and values hold ids in binary, half the bytes of the text (every committed
+/// transaction's id appears in about eight entries). `None` for text that is no such id (no
+/// record can have it).
+fn bin(id: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    let lower = id.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+    (lower && hex::decode_to_slice(id, &mut out).is_ok()).then_some(out)
+}
+
+/// [`bin`] for ids this node produced or validated (a transaction's, its asset's): always
+/// 64 lower-case hex characters.
+fn bin_of(id: &str) -> [u8; 32] {
+    bin(id).unwrap_or_else(|| panic!("not a validated id: {id:?}"))
+}
+
+/// An output's key: transaction id (32 bytes) ‖ index (be32); ordered by transaction.
+fn output_key(r: &OutputRef) -> [u8; 36] {
+    let mut k = [0u8; 36];
+    k[..32].copy_from_slice(&bin_of(&r.txid));
+    k[32..].copy_from_slice(&r.index.to_be_bytes());
+    k
+}
+
+/// [`output_key`] for a reference from a request, which may name no possible output.
+fn output_key_of(r: &OutputRef) -> Option<[u8; 36]> {
+    bin(&r.txid).map(|_| output_key(r))
+}
+
+fn output_ref(k: &[u8]) -> Result<OutputRef> {
+    anyhow::ensure!(k.len() == 36, "corrupt output key");
+    Ok(OutputRef { txid: hex::encode(&k[..32]), index: u32::from_be_bytes(k[32..].try_into()?) })
+}
+
+/// `term \0 suffix`: an index entry under a text term (a public key, a word).
+fn pair(term: &str, suffix: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(term.len() + 1 + suffix.len());
+    v.extend_from_slice(term.as_bytes());
     v.push(0);
-    v.extend_from_slice(b.as_bytes());
+    v.extend_from_slice(suffix);
     v
 }
 
-fn record(id: &str, body: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(id.len() + body.len());
-    v.extend_from_slice(id.as_bytes());
+fn record(id: &[u8; 32], body: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(32 + body.len());
+    v.extend_from_slice(id);
     v.extend_from_slice(body);
     v
 }
 
-fn split_record(v: &[u8]) -> Result<(&str, &[u8])> {
-    anyhow::ensure!(v.len() >= 64, "corrupt backlog record");
-    Ok((std::str::from_utf8(&v[..64]).context("corrupt backlog record")?, &v[64..]))
+fn split_record(v: &[u8]) -> Result<([u8; 32], &[u8])> {
+    anyhow::ensure!(v.len() >= 32, "corrupt backlog record");
+    Ok((v[..32].try_into()?, &v[32..]))
 }
 
 /// Entries of one write batch, written in key order per keyspace. A memtable is a skiplist, and a
@@ -164,17 +215,17 @@ impl<'a> Sorted<'a> {
 }
 
 fn encode_output(o: &OutputInfo) -> Vec<u8> {
-    let mut v = Vec::with_capacity(8 + 64 + 48);
+    let mut v = Vec::with_capacity(8 + 32 + 48);
     v.extend_from_slice(&o.amount.to_le_bytes());
-    v.extend_from_slice(o.asset_id.as_bytes());
+    v.extend_from_slice(&bin_of(&o.asset_id));
     v.extend_from_slice(&o.condition.to_der());
     v
 }
 
 fn decode_output(b: &[u8]) -> Option<OutputInfo> {
     let amount = u64::from_le_bytes(b.get(..8)?.try_into().ok()?);
-    let asset_id = std::str::from_utf8(b.get(8..72)?).ok()?.to_string();
-    let condition = crate::cc::Condition::parse_der(b.get(72..)?)?;
+    let asset_id = hex::encode(b.get(8..40)?);
+    let condition = crate::cc::Condition::parse_der(b.get(40..)?)?;
     Some(OutputInfo { condition, amount, asset_id })
 }
 
@@ -195,16 +246,18 @@ pub fn words(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// Second halves of the `prefix \0 value` keys stored under `prefix`.
-fn suffixes(ks: &Keyspace, prefix: &str) -> Result<Vec<String>> {
-    let mut p = prefix.as_bytes().to_vec();
-    p.push(0);
+/// Second halves of the keys stored under `prefix` (a term and its `\0`, or a binary id).
+fn suffixes(ks: &Keyspace, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
     let mut out = Vec::new();
-    for item in ks.prefix(&p) {
-        let key = item.key()?;
-        out.push(String::from_utf8_lossy(&key[p.len()..]).into_owned());
+    for item in ks.prefix(prefix) {
+        out.push(item.key()?[prefix.len()..].to_vec());
     }
     Ok(out)
+}
+
+/// The transaction ids (hex) of [`suffixes`] that are binary ids.
+fn id_suffixes(ks: &Keyspace, prefix: &[u8]) -> Result<Vec<String>> {
+    suffixes(ks, prefix)?.into_iter().map(|s| if s.len() == 32 { Ok(hex::encode(s)) } else { anyhow::bail!("corrupt word index entry") }).collect()
 }
 
 impl Store {
@@ -216,11 +269,11 @@ impl Store {
     /// Opens (or creates) the database in directory `path`.
     pub fn open(path: &Path) -> Result<Self> {
         std::fs::create_dir_all(path).with_context(|| format!("creating data directory {}", path.display()))?;
-        let db = Database::builder(path).open().with_context(|| {
+        let db = Database::builder(path).max_journaling_size(JOURNAL_BYTES).open().with_context(|| {
             format!("opening database {} (is another cairn process using it? stop it or pick another --data-dir)", path.display())
         })?;
         let ks = |name: &str| db.keyspace(name, || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)).with_context(|| format!("opening keyspace {name}"));
-        Ok(Store {
+        let store = Store {
             backlog: ks("backlog")?,
             tx_seq: ks("tx_seq")?,
             tx_block: ks("tx_block")?,
@@ -238,7 +291,26 @@ impl Store {
             meta_words: ks("metadata_words")?,
             backlog_lock: Mutex::new(()),
             db,
-        })
+        };
+        store.check_format(path)?;
+        Ok(store)
+    }
+
+    /// Marks a new store with [`FORMAT`]; refuses a store of another layout with what to do.
+    fn check_format(&self, path: &Path) -> Result<()> {
+        match self.meta.get(FORMAT_KEY)? {
+            Some(v) if from_be(&v)? == FORMAT => Ok(()),
+            None if self.meta.is_empty()? && self.backlog.is_empty()? => Ok(self.meta.insert(FORMAT_KEY, be(FORMAT))?),
+            found => {
+                let version = found.map(|v| from_be(&v)).transpose()?.unwrap_or(1);
+                anyhow::bail!(
+                    "{} holds a ledger in store format {version}, and this cairn reads format {FORMAT} (format 1, before binary ids, kept ids as hex text). \
+                     With the JetStream engine the node rebuilds this local copy from the streams: stop it, remove that directory and start it again. \
+                     With the embedded engine this directory is the ledger: keep using the cairn that wrote it, or start a new ledger with another --data-dir",
+                    path.display()
+                )
+            }
+        }
     }
 
     /// Reads a cursor (0 when unset).
@@ -269,7 +341,7 @@ impl Store {
         let mut fresh = std::collections::HashSet::new();
         let mut entries = Vec::with_capacity(txs.len());
         for (id, body) in txs {
-            if !requeue && (!fresh.insert(id.as_str()) || self.tx_seq.contains_key(id)?) {
+            if !requeue && (!fresh.insert(id.as_str()) || self.in_backlog(id)?) {
                 continue;
             }
             entries.push((next, id.as_str(), body.as_slice()));
@@ -296,14 +368,15 @@ impl Store {
         }
         let mut ids = Sorted::default();
         for (seq, id, body) in entries {
-            if let Some(h) = if requeued { self.tx_block.get(id)? } else { None } {
+            let txid = bin(id).with_context(|| format!("backlog entry id {id:?} is not 64 lower-case hex characters"))?;
+            if let Some(h) = if requeued { self.tx_block.get(txid)? } else { None } {
                 if self.block_status(from_be(&h)?)? == Some(Decision::Invalid) {
-                    batch.remove(&self.tx_block, *id);
+                    batch.remove(&self.tx_block, txid);
                 }
             }
             let key = backlog_key(partition, *seq);
-            batch.insert(&self.backlog, key, record(id, body));
-            ids.insert(&self.tx_seq, id.as_bytes(), key);
+            batch.insert(&self.backlog, key, record(&txid, body));
+            ids.insert(&self.tx_seq, txid, key);
         }
         ids.write_into(&mut batch);
         batch.insert(&self.meta, cursor::of(cursor::BACKLOG_NEXT, partition), be(last.0 + 1));
@@ -313,7 +386,10 @@ impl Store {
 
     /// True if a transaction with this id was ever accepted into the backlog.
     pub fn in_backlog(&self, txid: &str) -> Result<bool> {
-        Ok(self.tx_seq.contains_key(txid)?)
+        Ok(match bin(txid) {
+            Some(k) => self.tx_seq.contains_key(k)?,
+            None => false,
+        })
     }
 
     /// Up to `limit` entries `(seq, txid, body)` of a partition from sequence `from` on.
@@ -322,14 +398,14 @@ impl Store {
         for item in self.backlog.range(backlog_key(partition, from)..backlog_key(partition, u64::MAX)).take(limit) {
             let (k, v) = item.into_inner()?;
             let (id, body) = split_record(&v)?;
-            out.push((from_be(&k[4..])?, id.to_string(), body.to_vec()));
+            out.push((from_be(&k[4..])?, hex::encode(id), body.to_vec()));
         }
         Ok(out)
     }
 
     /// The current body of a transaction (latest backlog entry for its id).
     pub fn tx_body(&self, txid: &str) -> Result<Option<Vec<u8>>> {
-        let Some(key) = self.tx_seq.get(txid)? else { return Ok(None) };
+        let Some(key) = bin(txid).map(|k| self.tx_seq.get(k)).transpose()?.flatten() else { return Ok(None) };
         match self.backlog.get(key)? {
             Some(v) => Ok(Some(split_record(&v)?.1.to_vec())),
             None => Ok(None),
@@ -351,7 +427,11 @@ impl Store {
             let built = self.partition_cursor(cursor::BUILT_UPTO, p)?.max(block.block.range[1].saturating_add(1));
             let mut ids = Sorted::default();
             for id in &block.block.transactions {
-                ids.insert(&self.tx_block, id.as_bytes(), be(height));
+                // A trusted block's ids were checked by its creator: an id that is not one
+                // would make the block invalid anyway, and then it needs no link.
+                if let Some(k) = bin(id) {
+                    ids.insert(&self.tx_block, k, be(height));
+                }
             }
             ids.write_into(&mut batch);
             batch.insert(&self.meta, cursor::of(cursor::BUILT_UPTO, p), be(built));
@@ -421,30 +501,35 @@ impl Store {
             for tx in txs {
                 let tx: &Transaction = tx.borrow();
                 digest.update(tx.id.as_bytes());
-                sorted.insert(&self.valid_txs, tx.id.as_bytes(), be(height));
+                let txid = bin_of(&tx.id);
+                sorted.insert(&self.valid_txs, txid, be(height));
                 for (i, o) in tx.outputs.iter().enumerate() {
-                    let key = OutputRef { txid: tx.id.clone(), index: i as u32 }.key();
+                    let key = output_key(&OutputRef { txid: tx.id.clone(), index: i as u32 });
                     let info = OutputInfo { condition: o.condition.clone(), amount: o.amount, asset_id: tx.asset_id.clone() };
-                    sorted.insert(&self.outputs, key.as_bytes(), encode_output(&info));
+                    sorted.insert(&self.outputs, key, encode_output(&info));
                     for pk in &o.public_keys {
                         sorted.insert(&self.key_outputs, pair(pk, &key), Vec::new());
                     }
                 }
                 for input in &tx.inputs {
                     if let Some(r) = &input.fulfills {
-                        sorted.insert(&self.spent, r.key(), tx.id.as_bytes());
+                        sorted.insert(&self.spent, output_key(r), txid);
                     }
                 }
-                sorted.insert(&self.asset_txs, pair(&tx.asset_id, &tx.id), Vec::new());
+                let mut asset_tx = bin_of(&tx.asset_id).to_vec();
+                if tx.asset_id != tx.id {
+                    asset_tx.extend_from_slice(&txid);
+                }
+                sorted.insert(&self.asset_txs, asset_tx, Vec::new());
                 terms.clear();
                 words(tx.asset_data(), &mut terms);
                 for t in &terms {
-                    sorted.insert(&self.asset_words, pair(t, &tx.id), Vec::new());
+                    sorted.insert(&self.asset_words, pair(t, &txid), Vec::new());
                 }
                 terms.clear();
                 words(tx.metadata(), &mut terms);
                 for t in &terms {
-                    sorted.insert(&self.meta_words, pair(t, &tx.id), Vec::new());
+                    sorted.insert(&self.meta_words, pair(t, &txid), Vec::new());
                 }
             }
             sorted.write_into(&mut batch);
@@ -459,13 +544,15 @@ impl Store {
 
     /// Height of the VALID block holding `txid`, if committed.
     pub fn committed_height(&self, txid: &str) -> Result<Option<u64>> {
-        self.valid_txs.get(txid)?.map(|v| from_be(&v)).transpose()
+        let Some(k) = bin(txid) else { return Ok(None) };
+        self.valid_txs.get(k)?.map(|v| from_be(&v)).transpose()
     }
 
     /// Status as BigchainDB reports it: valid, undecided (in an undecided block) or backlog;
     /// and `invalid` for a transaction dropped with an invalid block (a requeued one loses its
     /// block link, so a link to an invalid block means it was dropped).
     pub fn tx_status(&self, txid: &str) -> Result<Option<&'static str>> {
+        let Some(txid) = bin(txid) else { return Ok(None) };
         if self.valid_txs.contains_key(txid)? {
             return Ok(Some("valid"));
         }
@@ -486,7 +573,7 @@ impl Store {
 
     /// Heights of blocks holding `txid` (the latest block it went into).
     pub fn blocks_with_tx(&self, txid: &str) -> Result<Vec<u64>> {
-        Ok(match self.tx_block.get(txid)? {
+        Ok(match bin(txid).map(|k| self.tx_block.get(k)).transpose()?.flatten() {
             Some(h) => vec![from_be(&h)?],
             None => vec![],
         })
@@ -495,11 +582,10 @@ impl Store {
     /// Output references owned by `public_key`, filtered by spent state if asked.
     pub fn outputs_of_key(&self, public_key: &str, spent: Option<bool>) -> Result<Vec<OutputRef>> {
         let mut out = Vec::new();
-        for key in suffixes(&self.key_outputs, public_key)? {
+        for key in suffixes(&self.key_outputs, &pair(public_key, &[]))? {
             let is_spent = self.spent.contains_key(&key)?;
             if spent.is_none_or(|want| want == is_spent) {
-                let (txid, idx) = key.split_once(':').context("corrupt output key")?;
-                out.push(OutputRef { txid: txid.to_string(), index: idx.parse()? });
+                out.push(output_ref(&key)?);
             }
         }
         Ok(out)
@@ -507,7 +593,13 @@ impl Store {
 
     /// Committed transaction ids of an asset.
     pub fn txs_of_asset(&self, asset_id: &str) -> Result<Vec<String>> {
-        suffixes(&self.asset_txs, asset_id)
+        let Some(k) = bin(asset_id) else { return Ok(vec![]) };
+        let txs = suffixes(&self.asset_txs, &k)?.into_iter().map(|s| match s.len() {
+            0 => Ok(asset_id.to_string()),
+            32 => Ok(hex::encode(s)),
+            _ => anyhow::bail!("corrupt asset index entry"),
+        });
+        txs.collect()
     }
 
     /// Text search over committed asset data (`metadata == false`) or metadata: transaction
@@ -518,7 +610,7 @@ impl Store {
         let ks = if metadata { &self.meta_words } else { &self.asset_words };
         let mut score: HashMap<String, usize> = HashMap::new();
         for term in &terms {
-            for id in suffixes(ks, term)? {
+            for id in id_suffixes(ks, &pair(term, &[]))? {
                 *score.entry(id).or_default() += 1;
             }
         }
@@ -547,14 +639,67 @@ impl Store {
 
 impl LedgerView for Store {
     fn is_committed(&self, txid: &str) -> bool {
-        self.valid_txs.contains_key(txid).unwrap_or(false)
+        bin(txid).is_some_and(|k| self.valid_txs.contains_key(k).unwrap_or(false))
     }
 
     fn output(&self, r: &OutputRef) -> Option<OutputInfo> {
-        decode_output(&self.outputs.get(r.key()).ok()??)
+        decode_output(&self.outputs.get(output_key_of(r)?).ok()??)
     }
 
     fn spender(&self, r: &OutputRef) -> Option<String> {
-        Some(String::from_utf8_lossy(&self.spent.get(r.key()).ok()??).into_owned())
+        let by = self.spent.get(output_key_of(r)?).ok()??;
+        (by.len() == 32).then(|| hex::encode(by))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_stored_as_their_bytes_and_other_text_finds_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let id = "0a".repeat(32);
+        store.append_backlog(0, &[(id.clone(), b"{}".to_vec())], false).unwrap();
+        assert!(store.in_backlog(&id).unwrap());
+        assert_eq!(store.tx_body(&id).unwrap().as_deref(), Some(&b"{}"[..]));
+        assert_eq!(store.backlog_from(0, 0, 10).unwrap(), vec![(0, id.clone(), b"{}".to_vec())]);
+        // The record holds the id's 32 bytes, not its 64 characters.
+        assert_eq!(store.backlog.get(backlog_key(0, 0)).unwrap().unwrap().len(), 32 + 2);
+        assert_eq!(store.tx_status(&id).unwrap(), Some("backlog"));
+        // Upper-case hex, short or non-hex text is no stored id (never an error).
+        for other in ["0A".repeat(32), "0a".repeat(31), "zz".repeat(32), String::new()] {
+            assert!(!store.in_backlog(&other).unwrap(), "{other}");
+            assert_eq!(store.tx_status(&other).unwrap(), None);
+            assert_eq!(store.tx_body(&other).unwrap(), None);
+            assert_eq!(store.txs_of_asset(&other).unwrap(), Vec::<String>::new());
+            assert!(!store.is_committed(&other));
+            assert!(store.output(&OutputRef { txid: other.clone(), index: 0 }).is_none());
+        }
+        // An engine entry whose id is not one is refused, not stored under a mangled key.
+        assert!(store.insert_backlog(0, &[(1, "not-an-id", b"{}")], false, false, None).is_err());
+    }
+
+    #[test]
+    fn a_store_of_another_format_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        Store::open(dir.path()).unwrap().set_cursor(FORMAT_KEY, 1).unwrap();
+        let e = format!("{:#}", Store::open(dir.path()).err().expect("format 1 refused"));
+        assert!(e.contains("store format 1") && e.contains(&dir.path().display().to_string()) && e.contains("remove that directory"), "{e}");
+
+        // Data but no mark: written before the mark existed (format 1).
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.meta.remove(FORMAT_KEY).unwrap();
+        store.set_cursor(cursor::APPLIED, 3).unwrap();
+        drop(store);
+        let e = format!("{:#}", Store::open(dir.path()).err().expect("unmarked store with data refused"));
+        assert!(e.contains("store format 1"), "{e}");
+
+        // A new store is marked, and opens again.
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        assert_eq!(Store::open(dir.path()).unwrap().cursor(FORMAT_KEY).unwrap(), FORMAT);
     }
 }
