@@ -119,10 +119,11 @@ pub fn decode_batch(mut msg: &[u8]) -> Option<Vec<(&str, &[u8])>> {
     while !msg.is_empty() {
         let len = u32::from_be_bytes(msg.get(..4)?.try_into().ok()?) as usize;
         let rec = msg.get(4..4 + len)?;
-        if len < 64 || !rec[..64].iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c)) {
+        if len < 64 {
             return None;
         }
-        out.push((std::str::from_utf8(&rec[..64]).ok()?, &rec[64..]));
+        let id = std::str::from_utf8(&rec[..64]).ok().filter(|id| crate::tx::is_hex64(id))?;
+        out.push((id, &rec[64..]));
         msg = &msg[4 + len..];
     }
     Some(out)

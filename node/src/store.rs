@@ -143,8 +143,7 @@ fn from_be(b: &[u8]) -> Result<u64> {
 /// record can have it).
 fn bin(id: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
-    let lower = id.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
-    (lower && hex::decode_to_slice(id, &mut out).is_ok()).then_some(out)
+    (crate::tx::is_hex64(id) && hex::decode_to_slice(id, &mut out).is_ok()).then_some(out)
 }
 
 /// [`bin`] for ids this node produced or validated (a transaction's, its asset's): always
@@ -154,16 +153,16 @@ fn bin_of(id: &str) -> [u8; 32] {
 }
 
 /// An output's key: transaction id (32 bytes) ‖ index (be32); ordered by transaction.
-fn output_key(r: &OutputRef) -> [u8; 36] {
+fn output_key(txid: &[u8; 32], index: u32) -> [u8; 36] {
     let mut k = [0u8; 36];
-    k[..32].copy_from_slice(&bin_of(&r.txid));
-    k[32..].copy_from_slice(&r.index.to_be_bytes());
+    k[..32].copy_from_slice(txid);
+    k[32..].copy_from_slice(&index.to_be_bytes());
     k
 }
 
-/// [`output_key`] for a reference from a request, which may name no possible output.
+/// [`output_key`] of a reference, which may name no possible output (from a request).
 fn output_key_of(r: &OutputRef) -> Option<[u8; 36]> {
-    bin(&r.txid).map(|_| output_key(r))
+    bin(&r.txid).map(|txid| output_key(&txid, r.index))
 }
 
 fn output_ref(k: &[u8]) -> Result<OutputRef> {
@@ -214,11 +213,12 @@ impl<'a> Sorted<'a> {
     }
 }
 
-fn encode_output(o: &OutputInfo) -> Vec<u8> {
+/// An [`OutputInfo`] as stored: amount (le64) ‖ asset id (32 bytes) ‖ condition (DER).
+fn encode_output(amount: u64, asset_id: &[u8; 32], condition: &crate::cc::Condition) -> Vec<u8> {
     let mut v = Vec::with_capacity(8 + 32 + 48);
-    v.extend_from_slice(&o.amount.to_le_bytes());
-    v.extend_from_slice(&bin_of(&o.asset_id));
-    v.extend_from_slice(&o.condition.to_der());
+    v.extend_from_slice(&amount.to_le_bytes());
+    v.extend_from_slice(asset_id);
+    v.extend_from_slice(&condition.to_der());
     v
 }
 
@@ -384,12 +384,17 @@ impl Store {
         Ok(())
     }
 
+    /// The value under a transaction id in `ks`; `None` also for text that is no id.
+    fn by_id(ks: &Keyspace, txid: &str) -> Result<Option<fjall::Slice>> {
+        Ok(match bin(txid) {
+            Some(k) => ks.get(k)?,
+            None => None,
+        })
+    }
+
     /// True if a transaction with this id was ever accepted into the backlog.
     pub fn in_backlog(&self, txid: &str) -> Result<bool> {
-        Ok(match bin(txid) {
-            Some(k) => self.tx_seq.contains_key(k)?,
-            None => false,
-        })
+        Ok(bin(txid).map(|k| self.tx_seq.contains_key(k)).transpose()?.unwrap_or(false))
     }
 
     /// Up to `limit` entries `(seq, txid, body)` of a partition from sequence `from` on.
@@ -405,7 +410,7 @@ impl Store {
 
     /// The current body of a transaction (latest backlog entry for its id).
     pub fn tx_body(&self, txid: &str) -> Result<Option<Vec<u8>>> {
-        let Some(key) = bin(txid).map(|k| self.tx_seq.get(k)).transpose()?.flatten() else { return Ok(None) };
+        let Some(key) = Self::by_id(&self.tx_seq, txid)? else { return Ok(None) };
         match self.backlog.get(key)? {
             Some(v) => Ok(Some(split_record(&v)?.1.to_vec())),
             None => Ok(None),
@@ -502,22 +507,23 @@ impl Store {
                 let tx: &Transaction = tx.borrow();
                 digest.update(tx.id.as_bytes());
                 let txid = bin_of(&tx.id);
+                // A CREATE's asset is itself.
+                let asset = if tx.asset_id == tx.id { txid } else { bin_of(&tx.asset_id) };
                 sorted.insert(&self.valid_txs, txid, be(height));
                 for (i, o) in tx.outputs.iter().enumerate() {
-                    let key = output_key(&OutputRef { txid: tx.id.clone(), index: i as u32 });
-                    let info = OutputInfo { condition: o.condition.clone(), amount: o.amount, asset_id: tx.asset_id.clone() };
-                    sorted.insert(&self.outputs, key, encode_output(&info));
+                    let key = output_key(&txid, i as u32);
+                    sorted.insert(&self.outputs, key, encode_output(o.amount, &asset, &o.condition));
                     for pk in &o.public_keys {
                         sorted.insert(&self.key_outputs, pair(pk, &key), Vec::new());
                     }
                 }
                 for input in &tx.inputs {
                     if let Some(r) = &input.fulfills {
-                        sorted.insert(&self.spent, output_key(r), txid);
+                        sorted.insert(&self.spent, output_key(&bin_of(&r.txid), r.index), txid);
                     }
                 }
-                let mut asset_tx = bin_of(&tx.asset_id).to_vec();
-                if tx.asset_id != tx.id {
+                let mut asset_tx = asset.to_vec();
+                if asset != txid {
                     asset_tx.extend_from_slice(&txid);
                 }
                 sorted.insert(&self.asset_txs, asset_tx, Vec::new());
@@ -544,8 +550,7 @@ impl Store {
 
     /// Height of the VALID block holding `txid`, if committed.
     pub fn committed_height(&self, txid: &str) -> Result<Option<u64>> {
-        let Some(k) = bin(txid) else { return Ok(None) };
-        self.valid_txs.get(k)?.map(|v| from_be(&v)).transpose()
+        Self::by_id(&self.valid_txs, txid)?.map(|v| from_be(&v)).transpose()
     }
 
     /// Status as BigchainDB reports it: valid, undecided (in an undecided block) or backlog;
@@ -573,7 +578,7 @@ impl Store {
 
     /// Heights of blocks holding `txid` (the latest block it went into).
     pub fn blocks_with_tx(&self, txid: &str) -> Result<Vec<u64>> {
-        Ok(match bin(txid).map(|k| self.tx_block.get(k)).transpose()?.flatten() {
+        Ok(match Self::by_id(&self.tx_block, txid)? {
             Some(h) => vec![from_be(&h)?],
             None => vec![],
         })
