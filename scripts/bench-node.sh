@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Benchmark: one node (embedded engine) on this machine, loadgen on the same cores, COUNT
-# 765-byte CREATEs sent as fast as 64 connections allow, on one growing ledger. Reports, from
+# 765-byte CREATEs sent as fast as 64 connections (CONCURRENCY) allow, on one growing ledger. Reports, from
 # the run's per-transaction events: committed tx/s overall and for the first and the last
 # 100,000 transactions committed (flatness), the ratio to the raw Ed25519 verify rate measured
 # in the same run, the node's peak RSS, its CPU µs per committed transaction, and the stored
 # bytes per transaction. Writes results/node-<label>.json (+ loadgen's own files beside it).
 # Usage: scripts/bench-node.sh [LABEL] [COUNT]   (default: now 1000000)
 #        BIN_DIR=/path/with/cairn+loadgen scripts/bench-node.sh before   (binaries of another build)
+#        CONCURRENCY=256 scripts/bench-node.sh c256   (connections; 64 unless set, as in every
+#        figure of docs/performance.md that does not say otherwise)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 label=${1:-now}
 count=${2:-1000000}
 bin=${BIN_DIR:-target/release}
+export CONCURRENCY=${CONCURRENCY:-64}
 [ -n "${BIN_DIR:-}" ] || cargo build --release -q -p cairn-node -p cairn-loadgen
 dir=$(mktemp -d /tmp/cairn-bench-node-XXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -24,7 +27,7 @@ trap 'kill $node 2>/dev/null || true; wait $node 2>/dev/null || true; rm -rf "$d
 for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$port/" > /dev/null && break; kill -0 $node || { cat "$dir/node.log"; exit 1; }; sleep 0.1; done
 mkdir -p results
 out=results/node-$label.json
-"$bin/loadgen" run --target "http://127.0.0.1:$port" --count "$count" --concurrency 64 --threads 1 \
+"$bin/loadgen" run --target "http://127.0.0.1:$port" --count "$count" --concurrency "$CONCURRENCY" --threads 1 \
   --commit-timeout 120 --plain --out "results/node-$label-loadgen.json" > /dev/null
 hwm_kb=$(awk '/VmHWM/ {print $2}' /proc/$node/status)
 rss_kb=$(awk '/VmRSS/ {print $2}' /proc/$node/status)
@@ -35,7 +38,7 @@ threads=$(for t in /proc/$node/task/*/stat; do sed -E 's/^[0-9]+ \(([^)]*)\) (.*
 kill -TERM $node; wait $node || true
 stored=$(du -sb "$dir/data" | cut -f1)
 python3 - "$out" "$count" "$hwm_kb" "$rss_kb" "$utime" "$stime" "$ticks" "$stored" "$threads" <<'EOF'
-import csv, json, sys
+import csv, json, os, sys
 out, count, hwm_kb, rss_kb, utime, stime, ticks, stored = sys.argv[1], int(sys.argv[2]), *map(int, sys.argv[3:9])
 per_thread = {}
 for item in sys.argv[9].split(","):
@@ -53,7 +56,8 @@ last = w / max((done[-1] - done[-w]) / 1e6, 1e-9)
 raw = run["raw_ed25519_verify_per_s_all_cores"]
 cpu_s = (utime + stime) / ticks
 doc = {
-    "what": "one node, embedded engine, loadgen on the same cores, 64 connections, max rate, one growing ledger",
+    "what": f"one node, embedded engine, loadgen on the same cores, {os.environ['CONCURRENCY']} connections, max rate, one growing ledger",
+    "connections": int(os.environ["CONCURRENCY"]),
     "machine": run["machine"], "git": run["git"], "tx_bytes": run["workload"]["tx_bytes"], "count": count,
     "durability": run["durability"],
     "accepted_tps": run["accepted"]["tx_per_s"], "committed": n, "committed_tps": run["committed"]["tx_per_s"],
