@@ -26,10 +26,36 @@ for n in ${sizes[@]}; do
   for _ in $(seq 1 600); do grep -q "Federation of" "$dir/cluster.out" && break; kill -0 $pid || { cat "$dir/cluster.out"; exit 1; }; sleep 0.1; done
   targets=$(seq 0 $((n - 1)) | sed 's/.*/http:\/\/127.0.0.1:$((29984 + 10 * &))/' | while read -r l; do eval echo "$l"; done | paste -sd,)
   "$bin/loadgen" --target "$targets" --count "$count" --concurrency 64 --rate "$rate" \
-    --raw-jetstream "$dir/c/node0/config.toml" \
+    --raw-jetstream "$dir/c/node0/config.toml" --plain \
     --durability "JetStream file store, R=$(( n < 3 ? n : 3 )), 202 after a quorum ack (nats-server default sync_interval: fsync every 2 min)" \
-    --out "results/federation-$n$suffix.json" > /dev/null
+    --out "results/federation-$n$suffix.json" > "$dir/loadgen.out" 2>&1 &
+  lg=$!
+  # CPU time of the members' processes (nats-server, cairn) while transactions are sent and
+  # committed: from the start of sending (after loadgen's raw JetStream baseline and its
+  # signing) to the end of the run.
+  cpu_now() { for p in $(pgrep -f "$dir/c/node"); do awk '{print $2, $14 + $15}' "/proc/$p/stat"; done | paste -sd, -; }
+  until grep -q "sending: started" "$dir/loadgen.out"; do kill -0 $lg 2>/dev/null || break; sleep 0.05; done
+  cpu_start=$(cpu_now)
+  wait $lg || { cat "$dir/loadgen.out"; exit 1; }
+  cpu_end=$(cpu_now)
   kill -TERM $pid; wait $pid || true
+  python3 - "results/federation-$n$suffix.json" "$n" "$cpu_start" "$cpu_end" "$(getconf CLK_TCK)" <<'EOF'
+import json, sys
+path, n, start, end, ticks = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+doc = json.load(open(path))
+per = {}
+for sign, cpu in ((-1, start), (1, end)):
+    for item in filter(None, cpu.split(",")):
+        comm, t = item.split()
+        comm = comm.strip("()")
+        if comm in ("cairn", "nats-server"):  # not loadgen, which names node0's config too
+            per[comm] = per.get(comm, 0) + sign * int(t)
+committed = doc["committed"]["count"]
+doc["member_cpu_us_per_committed_tx"] = {k: round(v / ticks * 1e6 / committed / n, 1) for k, v in per.items()} if committed else {}
+doc["member_cpu_note"] = "CPU of each member's cairn and nats-server from the start of sending to the end of the run, per committed tx, averaged over members"
+json.dump(doc, open(path, "w"), indent=2)
+print(f"{n} members: CPU per committed tx per member: " + ", ".join(f"{k} {v} µs" for k, v in doc["member_cpu_us_per_committed_tx"].items()))
+EOF
   rm -rf "$dir"
 done
 tail -q -n1 $(for n in ${sizes[@]}; do echo results/federation-$n$suffix.csv; done)
