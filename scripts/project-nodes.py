@@ -29,15 +29,24 @@ p.add_argument("--usable", type=float, default=0.8)
 p.add_argument("--engine-us", type=float, default=30.0)
 p.add_argument("--federation", help="a bench-federation.sh result with member_cpu_us_per_committed_tx")
 a = p.parse_args()
-node = json.load(open(f"results/node-{a.label}.json"))
-stages = {s["stage"]: s["cpu_us_per_tx"] for s in json.load(open(f"results/stages-{a.label}.json"))["stages"]}
+
+
+def load(path, made_by):
+    try:
+        return json.load(open(path))
+    except FileNotFoundError:
+        raise SystemExit(f"{path} is missing: run {made_by} first")
+
+
+node = load(f"results/node-{a.label}.json", f"scripts/bench-node.sh {a.label}")
+stages = {s["stage"]: s["cpu_us_per_tx"] for s in load(f"results/stages-{a.label}.json", f"scripts/bench-stages.sh {a.label}")["stages"]}
 t = node["node_cpu_us_per_committed_tx_by_thread"]
 ingest = sum(t.get(k, 0) for k in ("tokio-rt-worker", "sig-verifier", "backlog-writer"))
 every = sum(v for k, v in t.items() if k not in ("tokio-rt-worker", "sig-verifier", "backlog-writer"))
 foreign = sum(stages[k] for k in ("parse", "id_hash", "signatures", "backlog_write"))
 engine, how = a.engine_us, "assumed"
 if a.federation:
-    fed = json.load(open(a.federation))
+    fed = load(a.federation, "scripts/bench-federation.sh 20000 3")
     n, cpu = fed["nodes"], fed.get("member_cpu_us_per_committed_tx")
     if not cpu or n < 2:
         raise SystemExit(f"{a.federation} has no per-member CPU of 2 or more members: rerun scripts/bench-federation.sh")
