@@ -108,12 +108,12 @@ fn stage_backlog_write(c: &mut Ctx) {
 fn stage_block_build(c: &mut Ctx) {
     let mut next = c.store.partition_cursor(cursor::BUILT_UPTO, 0).expect("cursor");
     loop {
-        let entries = c.store.backlog_from(0, next, BLOCK).expect("backlog");
+        let entries = c.store.backlog_ids(0, next, BLOCK).expect("backlog");
         let Some(last) = entries.last().map(|e| e.0) else { break };
         let first = entries[0].0;
         let mut ids = Vec::with_capacity(entries.len());
         let mut seen = HashSet::with_capacity(entries.len());
-        for (_, id, _) in entries {
+        for (_, id) in entries {
             if c.store.committed_height(&id).expect("store").is_none() && seen.insert(id.clone()) {
                 ids.push(id);
             }

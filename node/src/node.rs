@@ -529,19 +529,19 @@ fn block_builder(node: &Arc<Node>) -> Result<()> {
 fn build_block(node: &Node, p: u32, next: &mut u64) -> Result<bool> {
     let store = &node.store;
     let max = node.config.block.max_txs;
-    let mut entries = store.backlog_from(p, *next, max)?;
+    let mut entries = store.backlog_ids(p, *next, max)?;
     if entries.is_empty() {
         return Ok(false);
     }
     if entries.len() < max {
         std::thread::sleep(Duration::from_millis(node.config.block.timeout_ms)); // let the batch fill up
-        entries = store.backlog_from(p, *next, max)?;
+        entries = store.backlog_ids(p, *next, max)?;
     }
     let first = entries[0].0;
     let last = entries.last().expect("non-empty").0;
     let mut ids = Vec::with_capacity(entries.len());
     let mut seen = HashSet::with_capacity(entries.len());
-    for (_, id, _) in entries {
+    for (_, id) in entries {
         if store.committed_height(&id)?.is_none() && seen.insert(id.clone()) {
             ids.push(id);
         }

@@ -399,11 +399,22 @@ impl Store {
 
     /// Up to `limit` entries `(seq, txid, body)` of a partition from sequence `from` on.
     pub fn backlog_from(&self, partition: u32, from: u64, limit: usize) -> Result<Vec<(u64, String, Vec<u8>)>> {
+        self.backlog_range(partition, from, limit, |seq, id, body| (seq, hex::encode(id), body.to_vec()))
+    }
+
+    /// Up to `limit` entries `(seq, txid)` of a partition from sequence `from` on: what the
+    /// block builder needs (a block names its transactions; copying the bodies out was most of
+    /// the builder's work).
+    pub fn backlog_ids(&self, partition: u32, from: u64, limit: usize) -> Result<Vec<(u64, String)>> {
+        self.backlog_range(partition, from, limit, |seq, id, _| (seq, hex::encode(id)))
+    }
+
+    fn backlog_range<T>(&self, partition: u32, from: u64, limit: usize, f: impl Fn(u64, &[u8], &[u8]) -> T) -> Result<Vec<T>> {
         let mut out = Vec::new();
         for item in self.backlog.range(backlog_key(partition, from)..backlog_key(partition, u64::MAX)).take(limit) {
             let (k, v) = item.into_inner()?;
             let (id, body) = split_record(&v)?;
-            out.push((from_be(&k[4..])?, hex::encode(id), body.to_vec()));
+            out.push(f(from_be(&k[4..])?, &id, body));
         }
         Ok(out)
     }
@@ -670,6 +681,7 @@ mod tests {
         assert!(store.in_backlog(&id).unwrap());
         assert_eq!(store.tx_body(&id).unwrap().as_deref(), Some(&b"{}"[..]));
         assert_eq!(store.backlog_from(0, 0, 10).unwrap(), vec![(0, id.clone(), b"{}".to_vec())]);
+        assert_eq!(store.backlog_ids(0, 0, 10).unwrap(), vec![(0, id.clone())]);
         // The record holds the id's 32 bytes, not its 64 characters.
         assert_eq!(store.backlog.get(backlog_key(0, 0)).unwrap().unwrap().len(), 32 + 2);
         assert_eq!(store.tx_status(&id).unwrap(), Some("backlog"));
