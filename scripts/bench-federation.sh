@@ -2,7 +2,8 @@
 # Benchmark: accepted and committed tx/s of 765-byte CREATEs for federations of 1, 2 and 3
 # nodes on this machine (`cairn dev-cluster`: one nats-server + one node each, all on
 # loopback), beside the raw JetStream publish rate of messages of the same size measured in
-# the same run. Writes results/federation-<n>.json and appends a row to results/federation-<n>.csv.
+# the same run. Writes results/federation-<n>.json (with each member's cairn and nats-server CPU
+# per committed tx, `member_cpu_us_per_committed_tx`) and appends a row to results/federation-<n>.csv.
 # Usage: scripts/bench-federation.sh [COUNT] [NODE COUNTS...]   (default: 20000 1 2 3)
 #        RATE=1000 scripts/bench-federation.sh 10000 4   (open loop at 1000 tx/s: latency at a
 #        fixed offered rate; results in results/federation-<n>-rate<RATE>.json)
