@@ -45,13 +45,6 @@ pub struct OutputRef {
     pub index: u32,
 }
 
-impl OutputRef {
-    /// Storage key: `txid:index`.
-    pub fn key(&self) -> String {
-        format!("{}:{}", self.txid, self.index)
-    }
-}
-
 /// One input: who owned it, what it spends, and the fulfillment proving the right to.
 #[derive(Debug, Clone)]
 pub struct Input {
