@@ -96,7 +96,8 @@ pub struct Store {
     spent: Keyspace,
     /// `pubkey (base58) \0 txid ‖ index (be32)` → empty
     key_outputs: Keyspace,
-    /// `asset_id ‖ txid` → empty; a CREATE, whose id is its asset's, as `asset_id` alone.
+    /// `asset_id ‖ txid` → empty, for TRANSFERs (a CREATE is found by its outputs; stores
+    /// written before that also hold a CREATE as `asset_id` alone, which readers skip).
     asset_txs: Keyspace,
     /// `word \0 txid` → empty
     asset_words: Keyspace,
@@ -533,11 +534,11 @@ impl Store {
                         sorted.insert(&self.spent, output_key(&bin_of(&r.txid), r.index), txid);
                     }
                 }
-                let mut asset_tx = asset.to_vec();
+                // A CREATE needs no entry: its id is the asset's, and its outputs name the
+                // asset (see `txs_of_asset`). One random-keyed write fewer per CREATE.
                 if asset != txid {
-                    asset_tx.extend_from_slice(&txid);
+                    sorted.insert(&self.asset_txs, [asset, txid].concat(), Vec::new());
                 }
-                sorted.insert(&self.asset_txs, asset_tx, Vec::new());
                 terms.clear();
                 words(tx.asset_data(), &mut terms);
                 for t in &terms {
@@ -607,15 +608,21 @@ impl Store {
         Ok(out)
     }
 
-    /// Committed transaction ids of an asset.
+    /// Committed transaction ids of an asset: its CREATE (a committed transaction whose first
+    /// output names itself as the asset), then the TRANSFERs indexed under it.
     pub fn txs_of_asset(&self, asset_id: &str) -> Result<Vec<String>> {
         let Some(k) = bin(asset_id) else { return Ok(vec![]) };
-        let txs = suffixes(&self.asset_txs, &k)?.into_iter().map(|s| match s.len() {
-            0 => Ok(asset_id.to_string()),
-            32 => Ok(hex::encode(s)),
-            _ => anyhow::bail!("corrupt asset index entry"),
-        });
-        txs.collect()
+        // An output's value holds its asset id at bytes 8..40 (`encode_output`).
+        let created = self.outputs.get(output_key(&k, 0))?.is_some_and(|v| v.get(8..40) == Some(&k[..]));
+        let mut txs = Vec::from_iter(created.then(|| hex::encode(k)));
+        for s in suffixes(&self.asset_txs, &k)? {
+            match s.len() {
+                0 => {} // a store written before CREATEs went unindexed: found above
+                32 => txs.push(hex::encode(s)),
+                _ => anyhow::bail!("corrupt asset index entry"),
+            }
+        }
+        Ok(txs)
     }
 
     /// Text search over committed asset data (`metadata == false`) or metadata: transaction
@@ -696,6 +703,33 @@ mod tests {
         }
         // An engine entry whose id is not one is refused, not stored under a mangled key.
         assert!(store.insert_backlog(0, &[(1, "not-an-id", b"{}")], false, false, None).is_err());
+    }
+
+    #[test]
+    fn an_asset_lists_its_create_then_its_transfers_with_only_transfers_indexed() {
+        use crate::workload::{create_tx, transfer_tx};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let k = crate::crypto::Keypair::from_seed([3; 32]);
+        let create = create_tx(&k, 1);
+        let t1 = transfer_tx(&k, &create, "a");
+        let t2 = transfer_tx(&k, &t1, "b");
+        let other = create_tx(&k, 2);
+        let parsed: Vec<Transaction> = [&create, &t1, &t2, &other].map(|v| Transaction::from_value(v.clone()).unwrap()).into();
+        store.apply(0, Decision::Valid, &parsed).unwrap();
+        let [c, t1, t2, other] = [&parsed[0].id, &parsed[1].id, &parsed[2].id, &parsed[3].id];
+        let mut transfers = vec![t1.clone(), t2.clone()];
+        transfers.sort();
+        assert_eq!(store.txs_of_asset(c).unwrap(), [vec![c.clone()], transfers].concat());
+        assert_eq!(store.txs_of_asset(other).unwrap(), vec![other.clone()]);
+        // A TRANSFER's id names no asset, though the TRANSFER is committed.
+        assert_eq!(store.txs_of_asset(t1).unwrap(), Vec::<String>::new());
+        // Only the two TRANSFERs have index entries (one random-keyed write fewer per CREATE).
+        assert_eq!(store.asset_txs.iter().count(), 2);
+        // A store written before (CREATEs indexed as their id alone) lists each CREATE once.
+        store.asset_txs.insert(bin_of(c), []).unwrap();
+        assert_eq!(store.txs_of_asset(c).unwrap()[..1], [c.clone()]);
+        assert_eq!(store.txs_of_asset(c).unwrap().len(), 3);
     }
 
     #[test]
