@@ -728,7 +728,7 @@ mod tests {
         assert_eq!(store.asset_txs.iter().count(), 2);
         // A store written before (CREATEs indexed as their id alone) lists each CREATE once.
         store.asset_txs.insert(bin_of(c), []).unwrap();
-        assert_eq!(store.txs_of_asset(c).unwrap()[..1], [c.clone()]);
+        assert_eq!(store.txs_of_asset(c).unwrap()[..1], *std::slice::from_ref(c));
         assert_eq!(store.txs_of_asset(c).unwrap().len(), 3);
     }
 
