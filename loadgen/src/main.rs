@@ -550,6 +550,7 @@ async fn run(args: RunArgs) -> Result<()> {
     };
     let Some(target) = targets.first().cloned() else { bail!("--target is empty: give a node URL such as http://127.0.0.1:9984") };
     let nodes = args.nodes.unwrap_or(targets.len());
+    cairn_loadgen::http::ensure_open_files(args.concurrency * targets.len())?;
     let run_id = args.run_id.clone().unwrap_or_else(|| format!("run-{}", unix_now()));
     check_run_id(&run_id)?;
     let mut reporter = match &args.statsd {

@@ -168,8 +168,9 @@ pub async fn run(cfg: Config, run_id: &str, out: &Path, fleet: Fleet, provenance
         let p: PointResult = serde_json::from_str(&std::fs::read_to_string(out.join(format!("points/n{n}.json")))?)?;
         points.push(p);
     }
-    let client = crate::http::client(cfg.concurrency);
     let max_n = *cfg.nodes.iter().max().unwrap_or(&1);
+    crate::http::ensure_open_files(cfg.concurrency * max_n)?;
+    let client = crate::http::client(cfg.concurrency);
     let run_value = json!({
         "tool": "cairn loadgen sweep",
         "run": run_id,
