@@ -30,11 +30,7 @@ const SPARE_FILES: u64 = 256;
 /// limit is too low. Returns the soft limit in force.
 pub fn ensure_open_files(connections: usize) -> Result<u64> {
     let need = (connections as u64).saturating_add(SPARE_FILES);
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes one rlimit into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        anyhow::bail!("cannot read the open-file limit: {}", std::io::Error::last_os_error());
-    }
+    let lim = open_file_limit().context("cannot read the open-file limit")?;
     if lim.rlim_cur >= need {
         return Ok(lim.rlim_cur);
     }
@@ -51,6 +47,16 @@ pub fn ensure_open_files(connections: usize) -> Result<u64> {
         anyhow::bail!("cannot raise the open-file limit to {need} for {connections} connections: {}; run `ulimit -n {need}` first", std::io::Error::last_os_error());
     }
     Ok(need)
+}
+
+/// This process's open-file limit (soft and hard).
+fn open_file_limit() -> std::io::Result<libc::rlimit> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit into the struct we own.
+    match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } {
+        0 => Ok(lim),
+        _ => Err(std::io::Error::last_os_error()),
+    }
 }
 
 /// GETs `url` and parses JSON; `Ok(None)` on 404. Errors say which URL and what to check.
@@ -90,9 +96,7 @@ mod tests {
     use super::*;
 
     fn nofile() -> libc::rlimit {
-        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
-        lim
+        open_file_limit().unwrap()
     }
 
     #[test]

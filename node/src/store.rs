@@ -223,9 +223,14 @@ fn encode_output(amount: u64, asset_id: &[u8; 32], condition: &crate::cc::Condit
     v
 }
 
+/// The asset id (32 bytes) of an output as stored, without decoding its condition.
+fn output_asset(b: &[u8]) -> Option<&[u8]> {
+    b.get(8..40)
+}
+
 fn decode_output(b: &[u8]) -> Option<OutputInfo> {
     let amount = u64::from_le_bytes(b.get(..8)?.try_into().ok()?);
-    let asset_id = hex::encode(b.get(8..40)?);
+    let asset_id = hex::encode(output_asset(b)?);
     let condition = crate::cc::Condition::parse_der(b.get(40..)?)?;
     Some(OutputInfo { condition, amount, asset_id })
 }
@@ -612,8 +617,7 @@ impl Store {
     /// output names itself as the asset), then the TRANSFERs indexed under it.
     pub fn txs_of_asset(&self, asset_id: &str) -> Result<Vec<String>> {
         let Some(k) = bin(asset_id) else { return Ok(vec![]) };
-        // An output's value holds its asset id at bytes 8..40 (`encode_output`).
-        let created = self.outputs.get(output_key(&k, 0))?.is_some_and(|v| v.get(8..40) == Some(&k[..]));
+        let created = self.outputs.get(output_key(&k, 0))?.is_some_and(|v| output_asset(&v) == Some(&k[..]));
         let mut txs = Vec::from_iter(created.then(|| hex::encode(k)));
         for s in suffixes(&self.asset_txs, &k)? {
             match s.len() {
