@@ -25,6 +25,31 @@ extern "C" {
 /// member: 8.6 % of its CPU in page faults, 1.0 minor fault per transaction; with purging off
 /// 0.1). The node's memory stays bounded by its caches and queues; peak RSS at 1,000,000
 /// transactions rose from ~300 to ~400 MiB (docs/performance.md).
+/// Raises the soft open-file limit to the hard one, as Go programs such as nats-server do at
+/// start. Every client connection and every fjall table is a file; at a shell's usual soft
+/// limit of 1,024 the API stopped accepting past ~1,000 clients, and axum retries a failed
+/// accept a second later without a word. Returns (before, now).
+fn raise_open_file_limit() -> std::io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let before = lim.rlim_cur;
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: setrlimit reads one rlimit we own; raising the soft limit to the hard one is allowed.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok((before, lim.rlim_cur))
+}
+
+/// Below this many open files a node warns at start: client connections, fjall tables and the
+/// engine's sockets would share too few.
+const FEW_OPEN_FILES: u64 = 4096;
+
 fn keep_freed_memory() {
     // SAFETY: sets a process-wide allocator option; mimalloc reads it at each purge.
     unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
@@ -359,6 +384,15 @@ fn run() -> Result<()> {
         }
         Cmd::Start(args) => {
             let cfg = Config::load(&path)?;
+            match raise_open_file_limit() {
+                Ok((_, now)) if now < FEW_OPEN_FILES => tracing::warn!(
+                    open_files = now,
+                    "this process may open only {now} files (client connections and database tables): raise the hard limit (`ulimit -Hn 65536` as root, or LimitNOFILE in the systemd unit)"
+                ),
+                Ok((before, now)) if now > before => tracing::info!(open_files = now, "open-file limit raised from {before} to the hard limit {now}"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("cannot read or raise the open-file limit: {e}"),
+            }
             tokio::runtime::Runtime::new()?.block_on(start(cfg, args))
         }
         Cmd::SetReplicas { replicas } => {

@@ -199,6 +199,40 @@ fn nothing_acknowledged_is_lost_on_kill_9() {
     assert!(node.terminate().success());
 }
 
+/// A node started from a shell with a low soft open-file limit raises it to the hard one, and
+/// so serves more clients at once than that soft limit would let it accept.
+#[test]
+fn a_node_raises_its_open_file_limit_and_serves_more_clients_than_the_shell_allowed() {
+    use std::io::{Read, Write};
+    let field = |pid: u32, i: usize| -> u64 {
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap().to_string();
+        line.split_whitespace().nth(3 + i).unwrap().parse().unwrap()
+    };
+    let me = std::process::id();
+    let clients = 400;
+    assert!(field(me, 1) >= 2 * clients as u64 + 100, "this test needs a hard open-file limit above {}: raise it (ulimit -Hn)", 2 * clients + 100);
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start_with_soft_open_files(dir.path(), &[], Some(200));
+    let (soft, hard) = (field(node.pid(), 0), field(node.pid(), 1));
+    assert_eq!(soft, hard, "the node kept the shell's soft limit");
+    let log = std::fs::read_to_string(node.data.with_extension("log")).unwrap();
+    assert!(log.contains("open-file limit raised from 200"), "{log}");
+    // 400 clients connected at once, each answered: past the soft limit of 200 the node's
+    // accepts would fail with EMFILE and these would wait.
+    let addr = node.api.trim_start_matches("http://").to_string();
+    let mut conns: Vec<std::net::TcpStream> = (0..clients).map(|_| std::net::TcpStream::connect(&addr).unwrap()).collect();
+    for c in &mut conns {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).unwrap();
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        let mut head = [0u8; 12];
+        c.read_exact(&mut head).unwrap_or_else(|e| panic!("client {i} got no answer: {e}"));
+        assert_eq!(&head, b"HTTP/1.1 200", "client {i}");
+    }
+}
+
 #[test]
 fn cli_configure_show_export_drop() {
     let dir = tempfile::tempdir().unwrap();

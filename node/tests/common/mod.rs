@@ -18,6 +18,8 @@ pub struct NodeProc {
     /// Data directory.
     pub data: PathBuf,
     env: Vec<(String, String)>,
+    /// Soft open-file limit the process starts with (the shell's `ulimit -Sn`), if set.
+    soft_open_files: Option<u64>,
 }
 
 /// A free loopback port outside the ephemeral range (bound then released).
@@ -34,6 +36,11 @@ pub fn cairn(config: &Path, args: &[&str]) -> (i32, String, String) {
 impl NodeProc {
     /// Configures a fresh node in `dir` and starts it.
     pub fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_with_soft_open_files(dir, env, None)
+    }
+
+    /// As [`NodeProc::start`], with the process's soft open-file limit set to `soft` first.
+    pub fn start_with_soft_open_files(dir: &Path, env: &[(&str, &str)], soft: Option<u64>) -> Self {
         let config = dir.join("config.toml");
         let (code, _, err) = cairn(&config, &["configure", "-y"]);
         assert_eq!(code, 0, "configure failed: {err}");
@@ -44,6 +51,7 @@ impl NodeProc {
             config,
             data: dir.join("data"),
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            soft_open_files: soft,
         };
         n.launch();
         n
@@ -54,7 +62,25 @@ impl NodeProc {
         self.api = format!("http://127.0.0.1:{api_port}");
         self.ws = format!("ws://127.0.0.1:{ws_port}");
         let log = std::fs::File::create(self.data.with_extension("log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        if let Some(soft) = self.soft_open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec only getrlimit/setrlimit run (async-signal-safe).
+            unsafe {
+                cmd.pre_exec(move || {
+                    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+                    if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    lim.rlim_cur = soft.min(lim.rlim_max);
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd
             .arg("--config").arg(&self.config).arg("start")
             .arg("--bind").arg(format!("127.0.0.1:{api_port}"))
             .arg("--ws-bind").arg(format!("127.0.0.1:{ws_port}"))
@@ -75,6 +101,11 @@ impl NodeProc {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("cairn did not answer within 20 s");
+    }
+
+    /// The running process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// SIGKILL: no clean shutdown, as in a crash.
