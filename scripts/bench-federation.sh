@@ -9,11 +9,13 @@
 #        fixed offered rate; results in results/federation-<n>-rate<RATE>.json)
 #        BIN_DIR=/path/with/cairn+loadgen LABEL=before scripts/bench-federation.sh 20000 3 4
 #        (binaries of another build; results in results/federation-<n>-<LABEL>.json)
-#        CONCURRENCY=64 scripts/bench-federation.sh 40000 3 4   (connections; 256 unless set,
-#        64 before the fifth pass of issue 13. A backlog message carries what a member has in
-#        flight, and nats-server's cost is per message: 3 members measured ~9 transactions per
-#        message at 64 connections and ~29 at 256, where each member's nats-server cost half as
-#        much per transaction and 30-50 % more was committed; docs/performance.md, fifth pass)
+#        CONCURRENCY=128 scripts/bench-federation.sh 40000 3 4   (requests in flight per member,
+#        loadgen's --concurrency: 64 unless set. Before issue 13's sixth pass the flag counted
+#        all members together: 64, then 256 in the fifth pass. A backlog message carries what a
+#        member has in flight, and nats-server's cost is per message: 3 members measured ~9
+#        transactions per message with 21 per member in flight and ~29 with 85, where each
+#        member's nats-server cost half as much per transaction and 30-50 % more was committed;
+#        docs/performance.md, fifth and sixth passes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-20000}
@@ -31,7 +33,7 @@ for n in ${sizes[@]}; do
   trap 'kill $pid 2>/dev/null || true' EXIT
   for _ in $(seq 1 600); do grep -q "Federation of" "$dir/cluster.out" && break; kill -0 $pid || { cat "$dir/cluster.out"; exit 1; }; sleep 0.1; done
   targets=$(seq 0 $((n - 1)) | sed 's/.*/http:\/\/127.0.0.1:$((29984 + 10 * &))/' | while read -r l; do eval echo "$l"; done | paste -sd,)
-  "$bin/loadgen" --target "$targets" --count "$count" --concurrency "${CONCURRENCY:-256}" --rate "$rate" \
+  "$bin/loadgen" --target "$targets" --count "$count" --concurrency "${CONCURRENCY:-64}" --rate "$rate" \
     --raw-jetstream "$dir/c/node0/config.toml" --plain \
     --durability "JetStream file store, R=$(( n < 3 ? n : 3 )), 202 after a quorum ack (nats-server default sync_interval: fsync every 2 min)" \
     --out "results/federation-$n$suffix.json" > "$dir/loadgen.out" 2>&1 &

@@ -24,7 +24,7 @@ pub fn client(idle: usize) -> HttpClient {
 /// the runtime, helper processes' pipes).
 const SPARE_FILES: u64 = 256;
 
-/// Makes room for `connections` sockets (loadgen opens one per worker and target): raises the
+/// Makes room for `connections` sockets (loadgen opens `--concurrency` per target): raises the
 /// soft open-file limit toward the hard one when needed, since an `EMFILE` mid-run would
 /// surface as failed sends instead of a clear message. Refuses, with what to do, when the hard
 /// limit is too low. Returns the soft limit in force.

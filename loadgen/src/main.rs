@@ -129,7 +129,8 @@ struct RunArgs {
     /// Transactions to send
     #[arg(long, default_value_t = 10_000)]
     count: usize,
-    /// Concurrent HTTP connections
+    /// Requests in flight per target node: that many workers per node, each with its own
+    /// keep-alive connection (so each node sees the same load whatever their number)
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
     /// Offered rate in tx/s (open loop); 0 sends as fast as the connections allow
@@ -228,7 +229,8 @@ struct SweepArgs {
     /// Objective: at least this share of offered transactions committed
     #[arg(long, default_value_t = 0.95)]
     slo_committed: f64,
-    /// Concurrent HTTP connections
+    /// Requests in flight per target node: that many workers per node, each with its own
+    /// keep-alive connection (so each node sees the same load whatever their number)
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
     /// Seconds to wait for commits after the last answer

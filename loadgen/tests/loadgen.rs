@@ -151,16 +151,31 @@ fn counts_add_up_histograms_merge_and_double_spend_pairs_commit_once() {
     assert!(rows.iter().filter(|r| r.0 == "transfer").count() == 800);
 }
 
-/// A bare HTTP/1.1 server answering every request `202 {}`. After the `stall_at`-th request
-/// (0: never) it holds every answer for one second.
-fn bare_server(stall_at: u64, served: Arc<AtomicU64>) -> u16 {
+/// What a [`bare_server`] saw.
+#[derive(Default)]
+struct Seen {
+    /// Requests answered or being answered.
+    served: AtomicU64,
+    /// Connections accepted.
+    connections: AtomicU64,
+    /// Requests being answered now, and the most at once.
+    in_flight: AtomicU64,
+    peak: AtomicU64,
+}
+
+/// A bare HTTP/1.1 server answering every request `202 {}` after `hold`. After the
+/// `stall_at`-th request (0: never) it holds every answer for one second.
+fn bare_server(stall_at: u64, hold: Duration) -> (u16, Arc<Seen>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let until: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
+    let seen = Arc::new(Seen::default());
+    let seen2 = seen.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(conn) = conn else { continue };
-            let (until, served) = (until.clone(), served.clone());
+            seen2.connections.fetch_add(1, Ordering::Relaxed);
+            let (until, seen) = (until.clone(), seen2.clone());
             std::thread::spawn(move || {
                 let _ = conn.set_nodelay(true);
                 let mut w = conn.try_clone().unwrap();
@@ -187,9 +202,12 @@ fn bare_server(stall_at: u64, served: Arc<AtomicU64>) -> u16 {
                     if r.read_exact(&mut body).is_err() {
                         return;
                     }
-                    if served.fetch_add(1, Ordering::Relaxed) + 1 == stall_at {
+                    let now = seen.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    seen.peak.fetch_max(now, Ordering::SeqCst);
+                    if seen.served.fetch_add(1, Ordering::Relaxed) + 1 == stall_at {
                         *until.lock().unwrap() = Some(Instant::now() + Duration::from_secs(1));
                     }
+                    std::thread::sleep(hold);
                     loop {
                         let hold = until.lock().unwrap().is_some_and(|u| Instant::now() < u);
                         if !hold {
@@ -197,6 +215,7 @@ fn bare_server(stall_at: u64, served: Arc<AtomicU64>) -> u16 {
                         }
                         std::thread::sleep(Duration::from_millis(1));
                     }
+                    seen.in_flight.fetch_sub(1, Ordering::SeqCst);
                     if w.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}").is_err() {
                         return;
                     }
@@ -204,13 +223,13 @@ fn bare_server(stall_at: u64, served: Arc<AtomicU64>) -> u16 {
             });
         }
     });
-    port
+    (port, seen)
 }
 
 #[test]
 fn latency_counts_from_the_scheduled_time_so_a_stall_shows() {
     // The server stalls 1 s after the 1,000th request (1 s into the 4 s schedule).
-    let port = bare_server(1000, Arc::default());
+    let (port, _) = bare_server(1000, Duration::ZERO);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("co.json");
     let (o, r) = run_loadgen(&[
@@ -239,12 +258,27 @@ fn latency_counts_from_the_scheduled_time_so_a_stall_shows() {
 #[test]
 fn accept_only_counts_every_request_a_bare_endpoint_served() {
     // The mode scripts/bench-loadgen-ceiling.sh compares with wrk: its counts must be exact.
-    let served = Arc::new(AtomicU64::new(0));
-    let port = bare_server(0, served.clone());
+    let (port, seen) = bare_server(0, Duration::ZERO);
     let (o, r) = run_loadgen(&["run", "--target", &format!("http://127.0.0.1:{port}"), "--accept-only", "--count", "5000", "--concurrency", "64", "--json"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!((r["counts"]["accepted"].as_u64(), served.load(Ordering::Relaxed)), (Some(5000), 5000));
+    assert_eq!((r["counts"]["accepted"].as_u64(), seen.served.load(Ordering::Relaxed)), (Some(5000), 5000));
     assert!(r["accepted"]["tx_per_s"].as_f64().unwrap() > 0.0);
+}
+
+/// `--concurrency` is per target: each of three slow endpoints gets exactly that many
+/// connections and, at max rate, that many requests at once (one shared pool of workers would
+/// split them, leaving each node a third, and a federation's group commits small).
+#[test]
+fn concurrency_is_the_load_each_target_sees() {
+    let servers: Vec<(u16, Arc<Seen>)> = (0..3).map(|_| bare_server(0, Duration::from_millis(20))).collect();
+    let targets = servers.iter().map(|(p, _)| format!("http://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+    let (o, r) = run_loadgen(&["run", "--target", &targets, "--accept-only", "--count", "1200", "--concurrency", "8", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(r["counts"]["accepted"].as_u64(), Some(1200));
+    for (i, (_, seen)) in servers.iter().enumerate() {
+        let (served, conns, peak) = (seen.served.load(Ordering::Relaxed), seen.connections.load(Ordering::Relaxed), seen.peak.load(Ordering::SeqCst));
+        assert_eq!((served, conns, peak), (400, 8, 8), "target {i}: requests, connections, most requests at once");
+    }
 }
 
 #[test]
