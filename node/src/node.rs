@@ -481,9 +481,11 @@ fn block_builder(node: &Arc<Node>) -> Result<()> {
     let store = &node.store;
     let partitions = node.engine.partitions();
     // Per partition: next backlog sequence to build from, and since when the builder cursor
-    // has not moved while transactions waited (for the takeover of a silent owner).
+    // has not moved while transactions waited (for the takeover of a silent owner). The clock
+    // starts when waiting transactions are first seen, not at the last look at an empty
+    // partition (up to one idle wait, 200 ms, earlier: takeovers came that much too soon).
     let mut next = vec![0u64; partitions as usize];
-    let mut stalled: Vec<(u64, Instant)> = vec![(u64::MAX, Instant::now()); partitions as usize];
+    let mut stalled: Vec<(u64, Option<Instant>)> = vec![(u64::MAX, None); partitions as usize];
     let my_index = node.federation.iter().position(|k| *k == node.key.public_b58).unwrap_or(0);
     let mut taken_over = vec![false; partitions as usize];
     let mut depth_sent = Instant::now() - Duration::from_secs(10);
@@ -501,17 +503,25 @@ fn block_builder(node: &Arc<Node>) -> Result<()> {
                 node.metrics.gauge(metrics::name::BACKLOG_DEPTH, depth, &[("partition", &p.to_string())]);
             }
             next[i] = next[i].max(built);
-            if store.partition_cursor(cursor::BACKLOG_NEXT, p)? <= next[i] || stalled[i].0 != built {
-                stalled[i] = (built, Instant::now());
+            let waiting = store.partition_cursor(cursor::BACKLOG_NEXT, p)? > next[i];
+            if !waiting || stalled[i].0 != built {
+                stalled[i] = (built, None);
             }
+            let silent = match stalled[i].1 {
+                Some(since) => since.elapsed(),
+                None => {
+                    stalled[i].1 = waiting.then(Instant::now);
+                    Duration::ZERO
+                }
+            };
             if node.engine.shared() {
-                let builder = node.builder_of(p, stalled[i].1.elapsed());
+                let builder = node.builder_of(p, silent);
                 if builder != node.key.public_b58 {
                     continue;
                 }
                 let takeover = i % node.federation.len() != my_index;
                 if takeover && !taken_over[i] {
-                    tracing::warn!(partition = p, silent_secs = stalled[i].1.elapsed().as_secs(), "taking over a silent partition");
+                    tracing::warn!(partition = p, silent_secs = silent.as_secs(), "taking over a silent partition");
                 }
                 taken_over[i] = takeover;
             }
