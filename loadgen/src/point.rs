@@ -395,7 +395,9 @@ pub async fn run(targets: &Targets, plan: &Plan, s: &Settings, live: Arc<Live>, 
     // node sees `concurrency` requests in flight whatever the federation's size (with one
     // shared pool, 64 workers over 4 nodes left each node 16, and its group commits small).
     let routes = urls.len();
-    let queues: Arc<Vec<Vec<usize>>> = Arc::new((0..routes).map(|r| (0..n).filter(|&i| plan.timed[i].route % routes == r).collect()).collect());
+    let mut queues: Vec<Vec<usize>> = vec![Vec::with_capacity(n / routes + 1); routes];
+    plan.timed.iter().enumerate().for_each(|(i, t)| queues[t.route % routes].push(i));
+    let queues = Arc::new(queues);
     let nexts: Arc<Vec<AtomicU64>> = Arc::new((0..routes).map(|_| AtomicU64::new(0)).collect());
     let reasons: Arc<std::sync::Mutex<BTreeMap<String, u64>>> = Arc::default();
     let mut workers = Vec::with_capacity(s.concurrency * routes);

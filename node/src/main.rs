@@ -20,11 +20,6 @@ extern "C" {
     fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
 }
 
-/// Keeps memory the node freed instead of returning it to the OS: under load mimalloc purged
-/// freed pages and the next burst faulted them back in, zeroing each (`perf` of a federation
-/// member: 8.6 % of its CPU in page faults, 1.0 minor fault per transaction; with purging off
-/// 0.1). The node's memory stays bounded by its caches and queues; peak RSS at 1,000,000
-/// transactions rose from ~300 to ~400 MiB (docs/performance.md).
 /// Raises the soft open-file limit to the hard one, as Go programs such as nats-server do at
 /// start. Every client connection and every fjall table is a file; at a shell's usual soft
 /// limit of 1,024 the API stopped accepting past ~1,000 clients, and axum retries a failed
@@ -50,6 +45,11 @@ fn raise_open_file_limit() -> std::io::Result<(u64, u64)> {
 /// engine's sockets would share too few.
 const FEW_OPEN_FILES: u64 = 4096;
 
+/// Keeps memory the node freed instead of returning it to the OS: under load mimalloc purged
+/// freed pages and the next burst faulted them back in, zeroing each (`perf` of a federation
+/// member: 8.6 % of its CPU in page faults, 1.0 minor fault per transaction; with purging off
+/// 0.1). The node's memory stays bounded by its caches and queues; peak RSS at 1,000,000
+/// transactions rose from ~300 to ~400 MiB (docs/performance.md).
 fn keep_freed_memory() {
     // SAFETY: sets a process-wide allocator option; mimalloc reads it at each purge.
     unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
