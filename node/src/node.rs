@@ -507,13 +507,10 @@ fn block_builder(node: &Arc<Node>) -> Result<()> {
             if !waiting || stalled[i].0 != built {
                 stalled[i] = (built, None);
             }
-            let silent = match stalled[i].1 {
-                Some(since) => since.elapsed(),
-                None => {
-                    stalled[i].1 = waiting.then(Instant::now);
-                    Duration::ZERO
-                }
-            };
+            if waiting && stalled[i].1.is_none() {
+                stalled[i].1 = Some(Instant::now());
+            }
+            let silent = stalled[i].1.map_or(Duration::ZERO, |since| since.elapsed());
             if node.engine.shared() {
                 let builder = node.builder_of(p, silent);
                 if builder != node.key.public_b58 {
