@@ -30,33 +30,20 @@ const SPARE_FILES: u64 = 256;
 /// limit is too low. Returns the soft limit in force.
 pub fn ensure_open_files(connections: usize) -> Result<u64> {
     let need = (connections as u64).saturating_add(SPARE_FILES);
-    let lim = open_file_limit().context("cannot read the open-file limit")?;
-    if lim.rlim_cur >= need {
-        return Ok(lim.rlim_cur);
+    let (soft, hard) = rlimit::Resource::NOFILE.get().context("cannot read the open-file limit")?;
+    if soft >= need {
+        return Ok(soft);
     }
-    if lim.rlim_max < need {
+    if hard < need {
         anyhow::bail!(
-            "{connections} connections (--concurrency × targets) need about {need} open files, but this shell allows at most {}: \
-             raise the hard limit (`ulimit -Hn {need}` as root, or LimitNOFILE in a systemd unit) or lower --concurrency",
-            lim.rlim_max
+            "{connections} connections (--concurrency × targets) need about {need} open files, but this shell allows at most {hard}: \
+             raise the hard limit (`ulimit -Hn {need}` as root, or LimitNOFILE in a systemd unit) or lower --concurrency"
         );
     }
-    let raised = libc::rlimit { rlim_cur: need, rlim_max: lim.rlim_max };
-    // SAFETY: setrlimit reads one rlimit we own; raising the soft limit up to the hard one is allowed.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
-        anyhow::bail!("cannot raise the open-file limit to {need} for {connections} connections: {}; run `ulimit -n {need}` first", std::io::Error::last_os_error());
+    if let Err(e) = rlimit::Resource::NOFILE.set(need, hard) {
+        anyhow::bail!("cannot raise the open-file limit to {need} for {connections} connections: {e}; run `ulimit -n {need}` first");
     }
     Ok(need)
-}
-
-/// This process's open-file limit (soft and hard).
-fn open_file_limit() -> std::io::Result<libc::rlimit> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes one rlimit into the struct we own.
-    match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } {
-        0 => Ok(lim),
-        _ => Err(std::io::Error::last_os_error()),
-    }
 }
 
 /// GETs `url` and parses JSON; `Ok(None)` on 404. Errors say which URL and what to check.
@@ -95,26 +82,25 @@ pub fn reason(status: u16, body: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    fn nofile() -> libc::rlimit {
-        open_file_limit().unwrap()
+    fn nofile() -> (u64, u64) {
+        rlimit::Resource::NOFILE.get().unwrap()
     }
 
     #[test]
     fn open_files_are_raised_for_the_connections_or_refused_with_what_to_do() {
-        let hard = nofile().rlim_max;
+        let hard = nofile().1;
         assert!(hard >= 1_300, "this test needs a hard open-file limit of at least 1,300 (has {hard})");
         // A low soft limit, as on many machines (1,024): 1,000 connections need it raised.
-        let low = libc::rlimit { rlim_cur: 512, rlim_max: hard };
-        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &low) }, 0);
+        rlimit::Resource::NOFILE.set(512, hard).unwrap();
         assert_eq!(ensure_open_files(1_000).unwrap(), 1_000 + SPARE_FILES);
-        assert_eq!(nofile().rlim_cur, 1_000 + SPARE_FILES);
+        assert_eq!(nofile().0, 1_000 + SPARE_FILES);
         // Enough already: left as it is.
         assert_eq!(ensure_open_files(10).unwrap(), 1_000 + SPARE_FILES);
         // Beyond the hard limit: refused, saying what to change (an unlimited hard limit has no beyond).
-        if hard != libc::RLIM_INFINITY {
+        if hard != rlimit::INFINITY {
             let e = ensure_open_files(hard as usize).unwrap_err().to_string();
             assert!(e.contains("--concurrency") && e.contains("ulimit -Hn") && e.contains(&hard.to_string()), "{e}");
-            assert_eq!(nofile().rlim_cur, 1_000 + SPARE_FILES);
+            assert_eq!(nofile().0, 1_000 + SPARE_FILES);
         }
     }
 }

@@ -25,20 +25,8 @@ extern "C" {
 /// limit of 1,024 the API stopped accepting past ~1,000 clients, and axum retries a failed
 /// accept a second later without a word. Returns (before, now).
 fn raise_open_file_limit() -> std::io::Result<(u64, u64)> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes one rlimit into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let before = lim.rlim_cur;
-    if lim.rlim_cur < lim.rlim_max {
-        lim.rlim_cur = lim.rlim_max;
-        // SAFETY: setrlimit reads one rlimit we own; raising the soft limit to the hard one is allowed.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok((before, lim.rlim_cur))
+    let (before, _) = rlimit::Resource::NOFILE.get()?;
+    Ok((before, rlimit::increase_nofile_limit(u64::MAX)?))
 }
 
 /// Below this many open files a node warns at start: client connections, fjall tables and the

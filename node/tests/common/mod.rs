@@ -65,18 +65,11 @@ impl NodeProc {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
         if let Some(soft) = self.soft_open_files {
             use std::os::unix::process::CommandExt;
-            // SAFETY: between fork and exec only getrlimit/setrlimit run (async-signal-safe).
+            // SAFETY: between fork and exec only getrlimit/setrlimit run (async-signal-safe; no allocation).
             unsafe {
                 cmd.pre_exec(move || {
-                    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-                    if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    lim.rlim_cur = soft.min(lim.rlim_max);
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
+                    let (_, hard) = rlimit::Resource::NOFILE.get()?;
+                    rlimit::Resource::NOFILE.set(soft.min(hard), hard)
                 });
             }
         }
