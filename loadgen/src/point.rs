@@ -295,7 +295,9 @@ impl Conns {
     }
 }
 
-/// Posts the setup CREATEs and waits until every one is committed (untimed).
+/// Posts the setup CREATEs and waits until every one is committed (untimed). They are spread
+/// over the targets in turn, `concurrency` in flight per target as in the measured run, so a
+/// large federation's setup is not limited to what its first node ingests.
 pub async fn setup(client: &HttpClient, targets: &Targets, txs: &[(String, Bytes)], concurrency: usize, timeout: Duration, progress: &Progress) -> Result<()> {
     if txs.is_empty() {
         return Ok(());
@@ -313,14 +315,14 @@ pub async fn setup(client: &HttpClient, targets: &Targets, txs: &[(String, Bytes
         })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let url: hyper::Uri = format!("{}/api/v1/transactions?mode=async", targets.api[0]).parse()?;
+    let urls = targets.api.iter().map(|a| format!("{a}/api/v1/transactions?mode=async").parse()).collect::<Result<Vec<hyper::Uri>, _>>()?;
     let bar = progress.bar("setup: spendable outputs", txs.len() as u64);
-    let results: Vec<_> = futures_util::stream::iter(txs.iter().cloned())
-        .map(|(_, body)| {
-            let (client, url) = (client.clone(), url.clone());
+    let results: Vec<_> = futures_util::stream::iter(txs.iter().cloned().enumerate())
+        .map(|(i, (_, body))| {
+            let (client, url) = (client.clone(), urls[i % urls.len()].clone());
             async move { post(&client, &url, body).await }
         })
-        .buffer_unordered(concurrency)
+        .buffer_unordered(concurrency * urls.len())
         .collect()
         .await;
     for r in results {

@@ -554,3 +554,33 @@ fn set_replicas_and_set_shards_change_the_live_engine() {
     assert_eq!(code, 1);
     assert!(err.contains("database.backend") && err.contains("jetstream"), "{err}");
 }
+
+/// loadgen's untimed setup (the spendable outputs of TRANSFER workloads) spreads its CREATEs
+/// over every target, `--concurrency` in flight per target as in the measured run, so a large
+/// federation's setup is not limited to what its first node ingests (it once posted to the
+/// first target only).
+#[test]
+fn loadgen_setup_spreads_its_creates_over_every_member() {
+    let Some(fed) = federation("loadgen_setup_spreads_its_creates_over_every_member", 2, &[], true) else { return };
+    let key = Keypair::generate();
+    let txs: Vec<(String, axum::body::Bytes)> = (0..200)
+        .map(|i| {
+            let v = cairn::workload::create_tx(&key, i);
+            (id(&v), axum::body::Bytes::from(cairn::canonical::to_string(&v)))
+        })
+        .collect();
+    let targets = cairn_loadgen::point::Targets {
+        api: (0..2).map(|i| fed.c.api(i)).collect(),
+        ws: format!("ws://127.0.0.1:{}/api/v1/streams/valid_transactions", fed.c.ports[0].ws),
+    };
+    let progress = cairn_loadgen::progress::Progress::new(true);
+    let client = cairn_loadgen::http::client(16);
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(cairn_loadgen::point::setup(&client, &targets, &txs, 8, Duration::from_secs(60), &progress))
+        .expect("setup committed every CREATE");
+    for i in 0..2 {
+        let accepted = get(&fed.c.api(i), "/").expect("node answers")["stats"]["since_start"]["accepted"].as_u64();
+        assert_eq!(accepted, Some(100), "member {i} accepted its half of the setup");
+    }
+}
