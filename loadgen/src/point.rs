@@ -245,6 +245,13 @@ async fn check_stream(ws: &str) -> Result<()> {
     Ok(())
 }
 
+impl Targets {
+    /// Each target's `POST /api/v1/transactions?mode=MODE` URL, in target order.
+    fn post_urls(&self, mode: &str) -> Result<Vec<hyper::Uri>> {
+        self.api.iter().map(|a| Ok(format!("{a}/api/v1/transactions?mode={mode}").parse()?)).collect()
+    }
+}
+
 async fn post(client: &HttpClient, url: &hyper::Uri, body: Bytes) -> std::result::Result<(u16, Bytes), String> {
     let req = hyper::Request::post(url.clone()).header("content-type", "application/json").body(Full::new(body)).expect("request");
     match client.request(req).await {
@@ -296,8 +303,8 @@ impl Conns {
 }
 
 /// Posts the setup CREATEs and waits until every one is committed (untimed). They are spread
-/// over the targets in turn, `concurrency` in flight per target as in the measured run, so a
-/// large federation's setup is not limited to what its first node ingests.
+/// over the targets in turn, about `concurrency` in flight per target (`concurrency` × targets
+/// in all), so a large federation's setup is not limited to what its first node ingests.
 pub async fn setup(client: &HttpClient, targets: &Targets, txs: &[(String, Bytes)], concurrency: usize, timeout: Duration, progress: &Progress) -> Result<()> {
     if txs.is_empty() {
         return Ok(());
@@ -315,7 +322,7 @@ pub async fn setup(client: &HttpClient, targets: &Targets, txs: &[(String, Bytes
         })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let urls = targets.api.iter().map(|a| format!("{a}/api/v1/transactions?mode=async").parse()).collect::<Result<Vec<hyper::Uri>, _>>()?;
+    let urls = targets.post_urls("async")?;
     let bar = progress.bar("setup: spendable outputs", txs.len() as u64);
     let results: Vec<_> = futures_util::stream::iter(txs.iter().cloned().enumerate())
         .map(|(i, (_, body))| {
@@ -391,7 +398,7 @@ pub async fn run(targets: &Targets, plan: &Plan, s: &Settings, live: Arc<Live>, 
     });
     tokio::time::sleep_until(t0.into()).await;
 
-    let urls: Arc<Vec<hyper::Uri>> = Arc::new(targets.api.iter().map(|t| format!("{t}/api/v1/transactions?mode={}", s.mode).parse()).collect::<Result<_, _>>()?);
+    let urls = Arc::new(targets.post_urls(&s.mode)?);
     let bodies: Arc<Vec<(Bytes, Option<usize>)>> = Arc::new(plan.timed.iter().map(|t| (t.body.clone(), t.after)).collect());
     // Each target has its own workers, taking that target's transactions in schedule order: a
     // node sees `concurrency` requests in flight whatever the federation's size (with one
