@@ -14,6 +14,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use futures_util::SinkExt;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -107,18 +108,38 @@ async fn stream(socket: WebSocket, node: Arc<Node>) {
     node.stats.ws_clients.fetch_sub(1, Ordering::Relaxed);
 }
 
+/// Most events written to a websocket client with one flush (one socket write).
+const EVENTS_PER_FLUSH: usize = 1024;
+
 async fn serve_stream(mut socket: WebSocket, node: &Node) {
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
     let mut rx = node.subscribe();
+    // A client too slow to keep up is dropped rather than slowing the node.
+    let lagged = |n: u64| tracing::warn!(missed = n, "websocket client lagged; closing it");
     loop {
         tokio::select! {
             ev = rx.recv() => match ev {
-                Ok(text) => if socket.send(Message::Text(text.as_ref().into())).await.is_err() { return },
-                // A client too slow to keep up is dropped rather than slowing the node.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "websocket client lagged; closing it");
-                    return;
+                Ok(text) => {
+                    // Events come in bursts (a block's transactions at once): queue every one
+                    // already waiting as its own frame, then write them with one flush, instead
+                    // of a socket write (and a wake-up of the client) per transaction.
+                    if socket.feed(Message::Text(text.as_ref().into())).await.is_err() {
+                        return;
+                    }
+                    for _ in 1..EVENTS_PER_FLUSH {
+                        match rx.try_recv() {
+                            Ok(text) => if socket.feed(Message::Text(text.as_ref().into())).await.is_err() { return },
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Lagged(n)) => return lagged(n),
+                            Err(TryRecvError::Closed) => return,
+                        }
+                    }
+                    if socket.flush().await.is_err() {
+                        return;
+                    }
                 }
-                Err(_) => return,
+                Err(RecvError::Lagged(n)) => return lagged(n),
+                Err(RecvError::Closed) => return,
             },
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,

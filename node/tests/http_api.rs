@@ -199,6 +199,65 @@ fn nothing_acknowledged_is_lost_on_kill_9() {
     assert!(node.terminate().success());
 }
 
+/// The websocket stream sends every committed transaction once, in commit order (block by
+/// block, each in its block's order), however the node groups the frames into socket writes: a
+/// block's events are written together.
+#[test]
+fn the_stream_sends_every_commit_once_in_block_order() {
+    let dir = tempfile::tempdir().unwrap();
+    // A long block timeout puts the transactions into a few large blocks: bursts of events.
+    let node = NodeProc::start(dir.path(), &[("CAIRN_BLOCK_TIMEOUT_MS", "300")]);
+    let (mut ws, _) = tungstenite::connect(format!("{}/api/v1/streams/valid_transactions", node.ws)).unwrap();
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_mut() {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    }
+    // The node subscribes the socket right after the upgrade answer; give it that moment.
+    std::thread::sleep(Duration::from_millis(300));
+    let k = Keypair::generate();
+    let bodies: Vec<Vec<u8>> = (0..600).map(|i| body(&create(&k, i))).collect();
+    let mut accepted: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = bodies.chunks(150).map(|chunk| {
+            let node = &node;
+            s.spawn(move || chunk.iter().map(|b| {
+                let (st, v) = node.post(b, "async");
+                assert_eq!(st, 202, "{v}");
+                v["id"].as_str().unwrap().to_string()
+            }).collect::<Vec<_>>())
+        }).collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let mut events: Vec<Value> = Vec::new();
+    while events.len() < accepted.len() {
+        match ws.read().expect("an event within 30 s") {
+            tungstenite::Message::Text(t) => events.push(serde_json::from_str(t.as_str()).unwrap()),
+            tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => {}
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+    let mut sent: Vec<String> = events.iter().map(|e| e["transaction_id"].as_str().unwrap().to_string()).collect();
+    // Commit order: heights never go back, and each height's events list its block's transactions.
+    let heights: Vec<u64> = events.iter().map(|e| e["height"].as_u64().unwrap()).collect();
+    assert!(heights.windows(2).all(|w| w[0] <= w[1]), "heights out of order: {heights:?}");
+    let mut from = 0;
+    let mut largest = 0;
+    while from < events.len() {
+        let h = heights[from];
+        let to = from + heights[from..].iter().take_while(|x| **x == h).count();
+        let (st, block) = node.get(&format!("/api/v1/blocks/{h}"));
+        assert_eq!((st, block["status"].as_str()), (200, Some("valid")));
+        let in_block: Vec<&str> = block["transactions"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+        assert_eq!(sent[from..to].iter().map(String::as_str).collect::<Vec<_>>(), in_block, "events of block {h}");
+        assert!(events[from..to].iter().all(|e| e["block_id"] == block["id"]));
+        largest = largest.max(to - from);
+        from = to;
+    }
+    assert!(largest > 1, "every block held one transaction: no burst was exercised");
+    // Every accepted transaction exactly once.
+    sent.sort();
+    accepted.sort();
+    assert_eq!(sent, accepted);
+}
+
 /// A node started from a shell with a low soft open-file limit raises it to the hard one, and
 /// so serves more clients at once than that soft limit would let it accept.
 #[test]
