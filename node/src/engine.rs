@@ -285,6 +285,8 @@ pub struct JetStream {
     rt: tokio::runtime::Runtime,
     js: jetstream::Context,
     partitions: u32,
+    /// The local copy the followers write to (told of their errors: see [`Store::note_error`]).
+    store: Arc<Store>,
 }
 
 /// One stream copied into the local store.
@@ -310,7 +312,7 @@ impl JetStream {
             let n = until_ready(db, "creating the Cairn streams", || ensure_streams(&setup, db, wanted)).await.with_context(|| unreachable_hint(db))?;
             anyhow::Ok((js, n))
         })?;
-        let engine = JetStream { rt, js, partitions };
+        let engine = JetStream { rt, js, partitions, store: store.clone() };
         let mut followers = Vec::new();
         let from = |name: &str| store.cursor(name).map(|c| c + 1);
         for p in 0..partitions {
@@ -415,6 +417,7 @@ impl JetStream {
         let done = Arc::new(AtomicU64::new(start - 1));
         let js = self.js.clone();
         let (stream_name, progress) = (name.clone(), done.clone());
+        let store = self.store.clone();
         self.rt.spawn(async move {
             loop {
                 let next = progress.load(Ordering::Acquire) + 1;
@@ -451,6 +454,7 @@ impl JetStream {
                 }
                 .await;
                 if let Err(e) = result {
+                    store.note_error(&e);
                     tracing::warn!("following stream {stream_name}: {e:#}; retrying in 1 s");
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;

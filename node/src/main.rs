@@ -221,10 +221,28 @@ async fn start(mut cfg: Config, args: StartArgs) -> Result<()> {
         api = %api_listener.local_addr()?, ws = %ws_listener.local_addr()?, public_key = %node.key.public_b58,
         data = %node.config.database.path.display(), "Cairn node started"
     );
+    // Stops on Ctrl-C or SIGTERM, or when the local store can no longer write (a full disk):
+    // then the node exits non-zero with what to do, rather than answering 503 until someone
+    // notices; a restart recovers everything acknowledged.
+    let store_failed = {
+        let node = node.clone();
+        async move {
+            loop {
+                if let Some(why) = node.store.failure() {
+                    return why.to_string();
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    };
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
-        tracing::info!("shutting down");
+        let failed = tokio::select! { _ = tokio::signal::ctrl_c() => None, _ = term.recv() => None, why = store_failed => Some(why) };
+        match &failed {
+            None => tracing::info!("shutting down"),
+            Some(why) => tracing::error!("stopping: {why}"),
+        }
+        failed
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut rx2 = stop_rx.clone();
@@ -233,12 +251,15 @@ async fn start(mut cfg: Config, args: StartArgs) -> Result<()> {
     let ws = axum::serve(ws_listener, cairn::api::ws_router(node.clone()))
         .with_graceful_shutdown(async move { let _ = rx2.changed().await; });
     let servers = tokio::spawn(async move { tokio::try_join!(async { api.await }, async { ws.await }) });
-    shutdown.await;
+    let failed = shutdown.await;
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), servers).await;
     let n = node.clone();
     tokio::task::spawn_blocking(move || n.shutdown()).await?;
-    Ok(())
+    match failed {
+        Some(why) => anyhow::bail!("{why}"),
+        None => Ok(()),
+    }
 }
 
 fn main() {

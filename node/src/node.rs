@@ -440,6 +440,7 @@ fn run_logged(name: &str, node: &Arc<Node>, f: fn(&Arc<Node>) -> Result<()>) {
         match f(node) {
             Ok(()) => return,
             Err(e) => {
+                node.store.note_error(&e);
                 tracing::error!("{name} failed: {e:#}; retrying in 1 s");
                 std::thread::sleep(Duration::from_secs(1));
             }
@@ -464,6 +465,7 @@ fn backlog_writer(node: Arc<Node>, mut rx: mpsc::Receiver<Pending>) {
         for (partition, items) in by_partition {
             let started = Instant::now();
             let result = node.engine.append_backlog(partition, &items, None).map_err(|e| {
+                node.store.note_error(&e);
                 tracing::error!("backlog append failed: {e:#}");
                 format!("the engine did not confirm the write ({e:#}); it may have been stored after all and would then still commit: check /api/v1/statuses before resending")
             });

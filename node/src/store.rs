@@ -105,6 +105,12 @@ pub struct Store {
     meta_words: Keyspace,
     /// Serializes the backlog's read-modify-write (dedup and sequence numbers).
     backlog_lock: Mutex<()>,
+    /// Where the store lives (for the failure message).
+    path: std::path::PathBuf,
+    /// The last I/O error fjall reported (the cause of a later [`Store::failure`]).
+    last_io_error: Mutex<Option<String>>,
+    /// Set once fjall refuses every write (see [`Store::note_error`]).
+    failure: std::sync::OnceLock<String>,
 }
 
 fn status_code(d: Decision) -> u8 {
@@ -296,10 +302,41 @@ impl Store {
             asset_words: ks("asset_words")?,
             meta_words: ks("metadata_words")?,
             backlog_lock: Mutex::new(()),
+            path: path.to_path_buf(),
+            last_io_error: Mutex::new(None),
+            failure: std::sync::OnceLock::new(),
             db,
         };
         store.check_format(path)?;
         Ok(store)
+    }
+
+    /// Looks at an error a store call returned. fjall "poisons" the database after a failed
+    /// journal write or fsync (a full disk, a failing device) and refuses every write from then
+    /// on, so no retry can succeed: this records that, with the I/O error that caused it, for
+    /// the node to stop with what to do ([`Store::failure`]) instead of answering 503 forever.
+    pub fn note_error(&self, e: &anyhow::Error) {
+        for cause in e.chain() {
+            match cause.downcast_ref::<fjall::Error>() {
+                Some(fjall::Error::Io(io)) => *self.last_io_error.lock().expect("store error lock") = Some(io.to_string()),
+                Some(fjall::Error::Poisoned) => {
+                    let why = self.last_io_error.lock().expect("store error lock").clone().unwrap_or_else(|| "see the errors logged before this one".into());
+                    self.failure.get_or_init(|| {
+                        format!(
+                            "the local store at {} refuses all writes after a failed write ({why}); if the disk is full, free space there; then start the node again. \
+                             Every transaction acknowledged with 202 is durable and commits after the restart",
+                            self.path.display()
+                        )
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Why the store can no longer write, once [`Store::note_error`] saw it poisoned.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
     }
 
     /// Marks a new store with [`FORMAT`]; refuses a store of another layout with what to do.

@@ -258,6 +258,100 @@ fn the_stream_sends_every_commit_once_in_block_order() {
     assert_eq!(sent, accepted);
 }
 
+/// A tmpfs mounted for a test and unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &std::path::Path, size: &str) -> Result<Self, String> {
+        std::fs::create_dir_all(at).unwrap();
+        let out = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(at).output().map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("mount -t tmpfs failed (needs root): {}", String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        Ok(SmallDisk(at.to_path_buf()))
+    }
+
+    fn grow(&self, size: &str) {
+        let st = std::process::Command::new("mount").args(["-o", &format!("remount,size={size}")]).arg(&self.0).status().unwrap();
+        assert!(st.success(), "remount of the test tmpfs failed");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A full disk: fjall refuses every write after its first failed one, so the node must not
+/// go on answering 503. It exits non-zero saying what happened and what to do, and after
+/// space is freed and it is started again, every transaction it acknowledged commits.
+#[test]
+fn a_full_disk_stops_the_node_with_what_to_do_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = match SmallDisk::mount(&dir.path().join("data"), "16m") {
+        Ok(d) => d,
+        Err(e) if !common::require_external() => {
+            eprintln!("\n*** SKIP a_full_disk_stops_the_node_with_what_to_do_and_loses_nothing: {e} ***\n");
+            return;
+        }
+        Err(e) => panic!("{e} (CAIRN_REQUIRE_EXTERNAL=1)"),
+    };
+    let mut node = NodeProc::start(dir.path(), &[]);
+    let url = format!("{}/api/v1/transactions?mode=async", node.api);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (accepted, refusals): (Vec<String>, Vec<String>) = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8u64).map(|t| {
+            let (url, stop) = (&url, &stop);
+            s.spawn(move || {
+                let k = Keypair::generate();
+                let (mut ok, mut refused) = (Vec::new(), Vec::new());
+                for i in 0..100_000u64 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let tx = create(&k, t * 1_000_000 + i);
+                    match ureq::post(url).send_bytes(&body(&tx)) {
+                        Ok(r) if r.status() == 202 => ok.push(tx["id"].as_str().unwrap().to_string()),
+                        Ok(r) => refused.push(format!("{} {}", r.status(), r.into_string().unwrap_or_default())),
+                        Err(ureq::Error::Status(code, r)) => refused.push(format!("{code} {}", r.into_string().unwrap_or_default())),
+                        // The node stopped: nothing more to send.
+                        Err(_) => break,
+                    }
+                    if !refused.is_empty() {
+                        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                (ok, refused)
+            })
+        }).collect();
+        let mut all = (Vec::new(), Vec::new());
+        for h in hs {
+            let (ok, refused) = h.join().unwrap();
+            all.0.extend(ok);
+            all.1.extend(refused);
+        }
+        all
+    });
+    assert!(accepted.len() > 1000, "only {} accepted before the disk filled", accepted.len());
+    assert!(refusals.iter().all(|r| r.starts_with("503")), "refusals other than 503: {refusals:?}");
+    let status = node.wait_exit(Duration::from_secs(30)).expect("the node kept running on a store that refuses writes");
+    assert_eq!(status.code(), Some(1), "exit status {status}");
+    let log = node.log();
+    for needle in ["refuses all writes", "No space left on device", "free space there; then start the node again"] {
+        assert!(log.contains(needle), "the log does not say {needle:?}:\n{}", &log[log.len().saturating_sub(2000)..]);
+    }
+
+    disk.grow("256m");
+    node.restart();
+    for id in &accepted {
+        node.wait_valid(id, Duration::from_secs(60));
+    }
+    let (_, info) = node.get("/");
+    assert!(info["stats"]["committed"].as_u64().unwrap() >= accepted.len() as u64);
+    assert!(node.terminate().success());
+}
+
 /// A node started from a shell with a low soft open-file limit raises it to the hard one, and
 /// so serves more clients at once than that soft limit would let it accept.
 #[test]
