@@ -240,7 +240,8 @@ async fn start(mut cfg: Config, args: StartArgs) -> Result<()> {
         let failed = tokio::select! { _ = tokio::signal::ctrl_c() => None, _ = term.recv() => None, why = store_failed => Some(why) };
         match &failed {
             None => tracing::info!("shutting down"),
-            Some(why) => tracing::error!("stopping: {why}"),
+            // The whole message ends the log once, as the exit error.
+            Some(_) => tracing::error!("stopping: the local store can no longer write"),
         }
         failed
     };
