@@ -40,6 +40,21 @@ const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
 /// 64 MiB flushed them early too, and compaction slowed the node).
 const JOURNAL_BYTES: u64 = 192 * 1024 * 1024;
 
+/// Keyspaces keyed by transaction ids (or by a term or key followed by one): every table flushed
+/// from them spans the whole key range, so each merge of level 0 into the level below rewrites
+/// all of that level, and the level grows with the ledger (compaction per transaction rose
+/// with it: the node slowed down as the ledger grew). `tx_seq`, read twice per submission,
+/// keeps fjall's default.
+const HASH_KEYED_INDEXES: [&str; 8] = ["tx_block", "valid_txs", "outputs", "spent", "key_outputs", "asset_txs", "asset_words", "metadata_words"];
+
+/// Flushed tables gathered in level 0 of a [`HASH_KEYED_INDEXES`] keyspace before they are
+/// merged down. fjall's default, 4; 8 carries twice the new data per rewrite of the level
+/// below: compaction fell from ~26 to ~18 µs per transaction over a 1,000,000-transaction
+/// ledger, while a point read that misses probes up to 8 tables' filters instead of 4
+/// (docs/performance.md, ninth pass). Fixed when a keyspace is created; a store created
+/// before keeps 4.
+const INDEX_L0_TABLES: u8 = 8;
+
 /// The store's layout version, kept in `meta` under [`FORMAT_KEY`]. 2: ids (transactions,
 /// assets) in keys and values as their 32 bytes; 1 (unmarked) held them as 64-character hex.
 const FORMAT: u64 = 2;
@@ -284,7 +299,12 @@ impl Store {
         let db = Database::builder(path).max_journaling_size(JOURNAL_BYTES).open().with_context(|| {
             format!("opening database {} (is another cairn process using it? stop it or pick another --data-dir)", path.display())
         })?;
-        let ks = |name: &str| db.keyspace(name, || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)).with_context(|| format!("opening keyspace {name}"));
+        let ks = |name: &str| {
+            let l0 = if HASH_KEYED_INDEXES.contains(&name) { INDEX_L0_TABLES } else { 4 };
+            let leveled = fjall::compaction::Leveled::default().with_l0_threshold(l0);
+            db.keyspace(name, || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES).compaction_strategy(std::sync::Arc::new(leveled)))
+                .with_context(|| format!("opening keyspace {name}"))
+        };
         let store = Store {
             backlog: ks("backlog")?,
             tx_seq: ks("tx_seq")?,
