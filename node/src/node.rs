@@ -284,6 +284,9 @@ impl Node {
     /// Returns the transaction and its canonical text (what was stored).
     pub async fn submit(&self, body: &[u8], wait_commit: bool) -> Result<Submitted, SubmitError> {
         self.stats.received.fetch_add(1, Ordering::Relaxed);
+        if self.store.failure().is_some() {
+            return Err(SubmitError::Unavailable(format!("{STORE_FAILED}; this transaction was not stored: send it to another member of the federation, or again once this node is back")));
+        }
         let started = Instant::now();
         let tx = Transaction::parse(body).map_err(SubmitError::Invalid)?;
         tx.check_intrinsic().map_err(SubmitError::Invalid)?;
@@ -448,6 +451,10 @@ fn run_logged(name: &str, node: &Arc<Node>, f: fn(&Arc<Node>) -> Result<()>) {
     }
 }
 
+/// What a client is told while the node stops because its store refuses writes (the operator
+/// gets the cause and the path in the log; a client needs neither).
+const STORE_FAILED: &str = "this node is stopping: its local store refuses all writes after a failed write (a full disk or a failing device)";
+
 fn backlog_writer(node: Arc<Node>, mut rx: mpsc::Receiver<Pending>) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
@@ -467,7 +474,10 @@ fn backlog_writer(node: Arc<Node>, mut rx: mpsc::Receiver<Pending>) {
             let result = node.engine.append_backlog(partition, &items, None).map_err(|e| {
                 node.store.note_error(&e);
                 tracing::error!("backlog append failed: {e:#}");
-                format!("the engine did not confirm the write ({e:#}); it may have been stored after all and would then still commit: check /api/v1/statuses before resending")
+                match node.store.failure() {
+                    Some(_) => format!("{STORE_FAILED}; this transaction's write failed with it and may or may not be stored: once the node is back, check /api/v1/statuses before resending"),
+                    None => format!("the engine did not confirm the write ({e:#}); it may have been stored after all and would then still commit: check /api/v1/statuses before resending"),
+                }
             });
             node.metrics.time(metrics::name::ENGINE_PUBLISH_US, started.elapsed().as_micros() as u64);
             results.insert(partition, result);

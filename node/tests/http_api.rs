@@ -307,7 +307,7 @@ fn a_full_disk_stops_the_node_with_what_to_do_and_loses_nothing() {
                 let k = Keypair::generate();
                 let (mut ok, mut refused) = (Vec::new(), Vec::new());
                 for i in 0..100_000u64 {
-                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if t != 0 && stop.load(std::sync::atomic::Ordering::Relaxed) {
                         break;
                     }
                     let tx = create(&k, t * 1_000_000 + i);
@@ -318,7 +318,9 @@ fn a_full_disk_stops_the_node_with_what_to_do_and_loses_nothing() {
                         // The node stopped: nothing more to send.
                         Err(_) => break,
                     }
-                    if !refused.is_empty() {
+                    // After the first refusal one thread keeps posting until the node has
+                    // stopped: what it is told meanwhile must say why.
+                    if !refused.is_empty() && t != 0 {
                         stop.store(true, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
@@ -335,6 +337,10 @@ fn a_full_disk_stops_the_node_with_what_to_do_and_loses_nothing() {
     });
     assert!(accepted.len() > 1000, "only {} accepted before the disk filled", accepted.len());
     assert!(refusals.iter().all(|r| r.starts_with("503")), "refusals other than 503: {refusals:?}");
+    assert!(
+        refusals.iter().any(|r| r.contains("this node is stopping: its local store refuses all writes") && !r.contains(&dir.path().display().to_string())),
+        "no refusal says why (without the server's paths): {refusals:?}"
+    );
     let status = node.wait_exit(Duration::from_secs(30)).expect("the node kept running on a store that refuses writes");
     assert_eq!(status.code(), Some(1), "exit status {status}");
     let log = node.log();
