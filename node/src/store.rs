@@ -300,10 +300,14 @@ impl Store {
             format!("opening database {} (is another cairn process using it? stop it or pick another --data-dir)", path.display())
         })?;
         let ks = |name: &str| {
-            let l0 = if HASH_KEYED_INDEXES.contains(&name) { INDEX_L0_TABLES } else { 4 };
-            let leveled = fjall::compaction::Leveled::default().with_l0_threshold(l0);
-            db.keyspace(name, || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES).compaction_strategy(std::sync::Arc::new(leveled)))
-                .with_context(|| format!("opening keyspace {name}"))
+            let options = || {
+                let options = KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES);
+                match HASH_KEYED_INDEXES.contains(&name) {
+                    true => options.compaction_strategy(std::sync::Arc::new(fjall::compaction::Leveled::default().with_l0_threshold(INDEX_L0_TABLES))),
+                    false => options,
+                }
+            };
+            db.keyspace(name, options).with_context(|| format!("opening keyspace {name}"))
         };
         let store = Store {
             backlog: ks("backlog")?,
@@ -739,6 +743,44 @@ impl LedgerView for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The id-keyed indexes gather [`INDEX_L0_TABLES`] flushed tables before merging them down
+    /// (fjall's default merges at 4), and a reopened store keeps that: fjall stores a
+    /// keyspace's settings when it creates it.
+    #[test]
+    fn id_keyed_indexes_merge_level_0_only_at_8_tables_also_after_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut keys = std::collections::BTreeSet::new();
+        // Each round's keys spread over the whole key range, as transaction ids do.
+        let mut flush = |store: &Store, round: u8| {
+            for i in 0..100u8 {
+                for key in [[[round, i].as_slice(), &[0; 30]].concat(), [[i, round].as_slice(), &[0; 30]].concat()] {
+                    store.valid_txs.insert(key.clone(), be(1)).unwrap();
+                    keys.insert(key);
+                }
+            }
+            store.valid_txs.rotate_memtable_and_wait().unwrap();
+        };
+        let settle = || std::thread::sleep(std::time::Duration::from_millis(500));
+        {
+            let store = Store::open(dir.path()).unwrap();
+            // fjall moves the first table, alone, straight to the last level; the next six stay.
+            (0..7).for_each(|r| flush(&store, r));
+            settle();
+            assert_eq!(store.valid_txs.l0_table_count(), 6, "level 0 was merged before it held 8 tables");
+        }
+        let store = Store::open(dir.path()).unwrap();
+        flush(&store, 7);
+        settle();
+        assert_eq!(store.valid_txs.l0_table_count(), 7, "after a reopen, level 0 was merged before it held 8 tables");
+        flush(&store, 8);
+        let merged = (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            store.valid_txs.l0_table_count() < 8
+        });
+        assert!(merged, "8 tables in level 0 were not merged down");
+        assert_eq!(store.valid_txs.len().unwrap(), keys.len(), "entries lost in the merge");
+    }
 
     #[test]
     fn ids_are_stored_as_their_bytes_and_other_text_finds_nothing() {
