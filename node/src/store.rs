@@ -40,19 +40,14 @@ const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
 /// 64 MiB flushed them early too, and compaction slowed the node).
 const JOURNAL_BYTES: u64 = 192 * 1024 * 1024;
 
-/// Keyspaces keyed by transaction ids (or by a term or key followed by one): every table flushed
-/// from them spans the whole key range, so each merge of level 0 into the level below rewrites
-/// all of that level, and the level grows with the ledger (compaction per transaction rose
-/// with it: the node slowed down as the ledger grew). `tx_seq`, read twice per submission,
-/// keeps fjall's default.
-const HASH_KEYED_INDEXES: [&str; 8] = ["tx_block", "valid_txs", "outputs", "spent", "key_outputs", "asset_txs", "asset_words", "metadata_words"];
-
-/// Flushed tables gathered in level 0 of a [`HASH_KEYED_INDEXES`] keyspace before they are
-/// merged down. fjall's default, 4; 8 carries twice the new data per rewrite of the level
-/// below: compaction fell from ~26 to ~18 µs per transaction over a 1,000,000-transaction
+/// Flushed tables gathered in level 0 of an id-keyed index keyspace (keyed by transaction ids,
+/// or by a term or key followed by one) before they are merged down. Every table flushed from
+/// such a keyspace spans the whole key range, so each merge rewrites all of the level below,
+/// and that level grows with the ledger. fjall's default, 4; 8 carries twice the new data per
+/// rewrite: compaction fell from ~26 to ~18 µs per transaction over a 1,000,000-transaction
 /// ledger, while a point read that misses probes up to 8 tables' filters instead of 4
-/// (docs/performance.md, ninth pass). Fixed when a keyspace is created; a store created
-/// before keeps 4.
+/// (docs/performance.md, ninth pass). `tx_seq`, read twice per submission, keeps the default.
+/// Fixed when a keyspace is created; a store created before keeps 4.
 const INDEX_L0_TABLES: u8 = 8;
 
 /// The store's layout version, kept in `meta` under [`FORMAT_KEY`]. 2: ids (transactions,
@@ -299,32 +294,28 @@ impl Store {
         let db = Database::builder(path).max_journaling_size(JOURNAL_BYTES).open().with_context(|| {
             format!("opening database {} (is another cairn process using it? stop it or pick another --data-dir)", path.display())
         })?;
-        let ks = |name: &str| {
-            let options = || {
-                let options = KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES);
-                match HASH_KEYED_INDEXES.contains(&name) {
-                    true => options.compaction_strategy(std::sync::Arc::new(fjall::compaction::Leveled::default().with_l0_threshold(INDEX_L0_TABLES))),
-                    false => options,
-                }
-            };
-            db.keyspace(name, options).with_context(|| format!("opening keyspace {name}"))
+        let options = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES);
+        let ks = |name: &str| db.keyspace(name, options).with_context(|| format!("opening keyspace {name}"));
+        let index = |name: &str| {
+            let index_options = || options().compaction_strategy(std::sync::Arc::new(fjall::compaction::Leveled::default().with_l0_threshold(INDEX_L0_TABLES)));
+            db.keyspace(name, index_options).with_context(|| format!("opening keyspace {name}"))
         };
         let store = Store {
             backlog: ks("backlog")?,
             tx_seq: ks("tx_seq")?,
-            tx_block: ks("tx_block")?,
+            tx_block: index("tx_block")?,
             blocks: ks("blocks")?,
             block_ids: ks("block_ids")?,
             block_status: ks("block_status")?,
             votes: ks("votes")?,
             meta: ks("meta")?,
-            valid_txs: ks("valid_txs")?,
-            outputs: ks("outputs")?,
-            spent: ks("spent")?,
-            key_outputs: ks("key_outputs")?,
-            asset_txs: ks("asset_txs")?,
-            asset_words: ks("asset_words")?,
-            meta_words: ks("metadata_words")?,
+            valid_txs: index("valid_txs")?,
+            outputs: index("outputs")?,
+            spent: index("spent")?,
+            key_outputs: index("key_outputs")?,
+            asset_txs: index("asset_txs")?,
+            asset_words: index("asset_words")?,
+            meta_words: index("metadata_words")?,
             backlog_lock: Mutex::new(()),
             path: path.to_path_buf(),
             last_io_error: Mutex::new(None),

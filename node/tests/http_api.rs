@@ -318,9 +318,9 @@ fn a_full_disk_stops_the_node_with_what_to_do_and_loses_nothing() {
                         // The node stopped: nothing more to send.
                         Err(_) => break,
                     }
-                    // After the first refusal one thread keeps posting until the node has
-                    // stopped: what it is told meanwhile must say why.
-                    if !refused.is_empty() && t != 0 {
+                    // After the first refusal the others stop; thread 0 keeps posting until
+                    // the node has stopped: what it is told meanwhile must say why.
+                    if !refused.is_empty() {
                         stop.store(true, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
