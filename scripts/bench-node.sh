@@ -3,7 +3,7 @@
 # 765-byte CREATEs sent as fast as 64 connections (CONCURRENCY) allow, on one growing ledger. Reports, from
 # the run's per-transaction events: committed tx/s overall and for the first and the last
 # 100,000 transactions committed (flatness), the ratio to the raw Ed25519 verify rate measured
-# in the same run, the node's peak RSS, its CPU µs per committed transaction, and the stored
+# in the same run (mean of before and after), the node's peak RSS, its CPU µs per committed transaction, and the stored
 # bytes per transaction. Writes results/node-<label>.json (+ loadgen's own files beside it).
 # Usage: scripts/bench-node.sh [LABEL] [COUNT]   (default: now 1000000)
 #        BIN_DIR=/path/with/cairn+loadgen scripts/bench-node.sh before   (binaries of another build)
@@ -53,7 +53,8 @@ n = len(done)
 w = min(100_000, n // 10) or n
 first = w / max((done[w - 1] - done[0]) / 1e6, 1e-9)
 last = w / max((done[-1] - done[-w]) / 1e6, 1e-9)
-raw = run["raw_ed25519_verify_per_s_all_cores"]
+raw = run["raw_ed25519_verify_per_s_all_cores"]  # the mean of the measurements before and after the run
+ends = run["raw_ed25519_verify_per_s_before_and_after"]
 cpu_s = (utime + stime) / ticks
 doc = {
     "what": f"one node, embedded engine, loadgen on the same cores, {os.environ['CONCURRENCY']} connections, max rate, one growing ledger",
@@ -64,6 +65,7 @@ doc = {
     "commit_p99_ms": run["committed"]["latency_ms"]["p99"],
     "window": w, "first_window_tps": first, "last_window_tps": last, "last_to_first": last / first,
     "raw_ed25519_verify_per_s_all_cores": raw, "committed_to_raw_verify": run["committed"]["tx_per_s"] / raw,
+    "raw_ed25519_verify_per_s_before_and_after": run["raw_ed25519_verify_per_s_before_and_after"], "raw_verify_drift": run["raw_verify_drift"],
     "node_peak_rss_mib": hwm_kb / 1024, "node_rss_at_end_mib": rss_kb / 1024,
     "node_cpu_us_per_committed_tx": cpu_s * 1e6 / max(n, 1),
     "node_cpu_us_per_committed_tx_by_thread": {k: v / ticks * 1e6 / max(n, 1) for k, v in sorted(per_thread.items(), key=lambda kv: -kv[1])},
@@ -73,7 +75,9 @@ doc = {
 }
 json.dump(doc, open(out, "w"), indent=2)
 print(f"one node, {doc['tx_bytes']} B CREATEs, {n:,} committed of {count:,}: accepted {doc['accepted_tps']:,.0f} tx/s, committed {doc['committed_tps']:,.0f} tx/s "
-      f"(p99 {doc['commit_p99_ms']:,.0f} ms); raw verify {raw:,.0f}/s → ratio {doc['committed_to_raw_verify']:.2f}")
+      f"(p99 {doc['commit_p99_ms']:,.0f} ms); raw verify {raw:,.0f}/s (mean of {ends[0]:,.0f} before and {ends[1]:,.0f} after) → ratio {doc['committed_to_raw_verify']:.2f}")
+if abs(doc["raw_verify_drift"]) > 0.10:
+    print(f"NOTE: the raw verify rate moved {doc['raw_verify_drift']:+.0%} during the run: this machine's speed was not steady; repeat, alternating builds when comparing them")
 print(f"first {w:,} committed at {first:,.0f} tx/s, last {w:,} at {last:,.0f} tx/s → last/first {doc['last_to_first']:.2f}")
 print(f"node: peak RSS {doc['node_peak_rss_mib']:,.0f} MiB, CPU {doc['node_cpu_us_per_committed_tx']:.0f} µs per committed tx; stored {doc['stored_bytes_per_tx']:,.0f} B per tx ({doc['stored_to_tx_size']:.2f}× its size)")
 print("node CPU µs per committed tx by thread: " + ", ".join(f"{k} {v:.0f}" for k, v in doc["node_cpu_us_per_committed_tx_by_thread"].items() if v >= 1))

@@ -15,7 +15,7 @@ use cairn_loadgen::http::{client, get_json};
 use cairn_loadgen::metrics::{Live, Reporter};
 use cairn_loadgen::point::{self, Latency, Settings, Targets};
 use cairn_loadgen::progress::Progress;
-use cairn_loadgen::provenance;
+use cairn_loadgen::provenance::{self, RawVerify};
 use cairn_loadgen::report::RunSummary;
 use cairn_loadgen::sweep;
 use cairn_loadgen::workload::{Kind, Spec};
@@ -580,7 +580,7 @@ async fn run(args: RunArgs) -> Result<()> {
     };
 
     progress.say("measuring the raw Ed25519 verify rate on all cores");
-    let raw_rate = provenance::raw_verify_rate();
+    let raw_before = provenance::raw_verify_rate();
     let raw_js = match &args.raw_jetstream {
         Some(cfg) => {
             progress.say(&format!("measuring the raw JetStream publish rate ({} messages of {} B)", args.count, spec.tx_bytes));
@@ -634,6 +634,9 @@ async fn run(args: RunArgs) -> Result<()> {
         }
         o?
     };
+    progress.say("measuring the raw Ed25519 verify rate again (this machine's speed can drift during a run)");
+    let raw = RawVerify::of(raw_before, provenance::raw_verify_rate());
+    let raw_rate = raw.mean();
     let s = RunSummary::of(&outcome, args.rate, 0.0, f64::MAX, 0.0);
     let lat = |l: &Latency| json!({"p50": l.p50, "p90": l.p90, "p99": l.p99, "p999": l.p999, "max": l.max});
     let c = &outcome.counts;
@@ -661,6 +664,8 @@ async fn run(args: RunArgs) -> Result<()> {
         "generator_cpu": outcome.generator_cpu,
         "invalid": outcome.invalid,
         "raw_ed25519_verify_per_s_all_cores": raw_rate,
+        "raw_ed25519_verify_per_s_before_and_after": [raw.before, raw.after],
+        "raw_verify_drift": raw.drift(),
         "committed_to_raw_verify_ratio": outcome.committed_tps / raw_rate,
         "note": "loadgen runs on the same machine as the node unless stated otherwise; committed = in a block decided VALID; latency from the scheduled send time",
     });
@@ -668,11 +673,14 @@ async fn run(args: RunArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&result)?);
     }
     eprintln!(
-        "\n{} nodes, {} B {}: offered {}, accepted {} ({:.0} tx/s), rejected {}, lost {}, committed {} ({:.0} tx/s, p99 commit latency {:.0} ms); raw verify {:.0}/s; ratio {:.2}",
-        nodes, tx_bytes, spec.workload, c.offered, c.accepted, outcome.accepted_tps, c.rejected, c.lost, c.committed, outcome.committed_tps, s.commit_latency_ms.p99, raw_rate, outcome.committed_tps / raw_rate
+        "\n{} nodes, {} B {}: offered {}, accepted {} ({:.0} tx/s), rejected {}, lost {}, committed {} ({:.0} tx/s, p99 commit latency {:.0} ms); raw verify {:.0}/s (mean of {:.0} before and {:.0} after); ratio {:.2}",
+        nodes, tx_bytes, spec.workload, c.offered, c.accepted, outcome.accepted_tps, c.rejected, c.lost, c.committed, outcome.committed_tps, s.commit_latency_ms.p99, raw_rate, raw.before, raw.after, outcome.committed_tps / raw_rate
     );
     for r in &outcome.invalid {
         eprintln!("INVALID: {r}");
+    }
+    if let Some(w) = raw.warning() {
+        eprintln!("NOTE: {w}");
     }
     if let Some(r) = raw_js {
         eprintln!("raw JetStream publish {r:.0} msg/s of {} B; accepted/raw ratio {:.2}", spec.tx_bytes, outcome.accepted_tps / r);

@@ -69,3 +69,72 @@ pub fn raw_verify_rate() -> f64 {
     });
     n as f64 / start.elapsed().as_secs_f64()
 }
+
+/// How far the raw verify rate may move between the start and the end of a run before the
+/// result says so: this is the day-to-day noise of a shared virtual machine.
+pub const RAW_DRIFT_NOTE_ABOVE: f64 = 0.10;
+
+/// The raw verify rate measured before and after a run. A virtual machine's speed can move by
+/// a fifth within minutes, so one measurement at the start can misstate the ratio a run
+/// reports; the mean of both ends is the denominator, and the drift between them is recorded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RawVerify {
+    /// Verifications per second before the run.
+    pub before: f64,
+    /// Verifications per second after the run.
+    pub after: f64,
+}
+
+impl RawVerify {
+    /// The two measurements of one run.
+    pub fn of(before: f64, after: f64) -> Self {
+        RawVerify { before, after }
+    }
+
+    /// The rate a run's ratio is taken against: the mean of both ends.
+    pub fn mean(&self) -> f64 {
+        (self.before + self.after) / 2.0
+    }
+
+    /// After relative to before, minus one (−0.2: the machine verified 20 % slower at the end).
+    pub fn drift(&self) -> f64 {
+        if self.before > 0.0 {
+            self.after / self.before - 1.0
+        } else {
+            0.0
+        }
+    }
+
+    /// A line for the reader when the machine's speed moved more than [`RAW_DRIFT_NOTE_ABOVE`].
+    pub fn warning(&self) -> Option<String> {
+        let d = self.drift();
+        (d.abs() > RAW_DRIFT_NOTE_ABOVE).then(|| {
+            format!(
+                "this machine's raw verify rate moved {:+.0} % during the run ({:.0}/s before, {:.0}/s after): its speed was not steady, so the ratio (taken against the mean, {:.0}/s) is uncertain by about that much; repeat the run, alternating builds when comparing them",
+                d * 100.0,
+                self.before,
+                self.after,
+                self.mean()
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod raw_verify_tests {
+    use super::*;
+
+    #[test]
+    fn the_ratio_is_taken_against_the_mean_and_a_drift_past_ten_percent_is_said() {
+        let steady = RawVerify::of(40_000.0, 42_000.0);
+        assert_eq!(steady.mean(), 41_000.0);
+        assert!((steady.drift() - 0.05).abs() < 1e-9);
+        assert_eq!(steady.warning(), None);
+        let slower = RawVerify::of(44_000.0, 33_000.0);
+        assert!((slower.drift() + 0.25).abs() < 1e-9);
+        let w = slower.warning().expect("a 25 % drop is reported");
+        assert!(w.contains("-25 %") && w.contains("44000/s before") && w.contains("33000/s after") && w.contains("38500/s"), "{w}");
+        assert!(RawVerify::of(30_000.0, 33_500.0).warning().is_some(), "a rise past 10 % is reported too");
+        assert_eq!(RawVerify::of(0.0, 1.0).drift(), 0.0);
+    }
+}

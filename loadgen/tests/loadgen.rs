@@ -149,6 +149,15 @@ fn counts_add_up_histograms_merge_and_double_spend_pairs_commit_once() {
     assert_eq!(accept.len(), n("accepted"));
     // Chain links wait for the link they spend: never sent before it committed.
     assert!(rows.iter().filter(|r| r.0 == "transfer").count() == 800);
+
+    // The raw verify rate is measured at both ends of the run; the ratio is taken against their mean.
+    let ends: Vec<f64> = r["raw_ed25519_verify_per_s_before_and_after"].as_array().expect("both ends recorded").iter().map(|v| v.as_f64().unwrap()).collect();
+    assert!(ends.len() == 2 && ends.iter().all(|x| *x > 0.0), "{ends:?}");
+    let mean = r["raw_ed25519_verify_per_s_all_cores"].as_f64().unwrap();
+    assert!((mean - (ends[0] + ends[1]) / 2.0).abs() < 1e-6, "{mean} vs {ends:?}");
+    assert!((r["raw_verify_drift"].as_f64().unwrap() - (ends[1] / ends[0] - 1.0)).abs() < 1e-9);
+    let ratio = r["committed_to_raw_verify_ratio"].as_f64().unwrap();
+    assert!((ratio - r["committed"]["tx_per_s"].as_f64().unwrap() / mean).abs() < 1e-9);
 }
 
 /// What a [`bare_server`] saw.
