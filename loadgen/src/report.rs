@@ -229,6 +229,17 @@ fn esc(s: &str) -> String {
 }
 
 /// The report: inline SVG plots, the points table, each point's verdict, provenance.
+/// The report's words for the raw verify rate at the end of a sweep, with the drift past ±10 %.
+fn raw_at_end(start: f64, end: f64) -> String {
+    let raw = crate::provenance::RawVerify::of(start, end);
+    let moved = if raw.drift().abs() > crate::provenance::RAW_DRIFT_NOTE_ABOVE {
+        format!(" (it moved {:+.0} % during the sweep: the machine's speed was not steady, so points measured at different times are not quite comparable)", raw.drift() * 100.0)
+    } else {
+        String::new()
+    };
+    format!(" and {end:.0}/s at its end{moved}")
+}
+
 fn html(run: &Value, points: &[PointResult], dir: &Path) -> Result<String> {
     let mut h = String::new();
     let title = format!("Cairn loadgen sweep {}", run["run"].as_str().unwrap_or(""));
@@ -239,7 +250,7 @@ fn html(run: &Value, points: &[PointResult], dir: &Path) -> Result<String> {
     h.push_str(&format!("<h1>{}</h1>\n", esc(&title)));
     let m = &run["machine"];
     h.push_str(&format!(
-        "<p>Workload: {} {}, {} B CREATEs; objective: commit p99 &le; {} ms and committed &ge; {} % of offered. Machine: {} cores, {} ({} GiB), raw Ed25519 verify {:.0}/s on all cores in this run. Fleet: {}. loadgen runs on the same machine unless stated. <b>Accepted</b> = HTTP 202 (durable in the backlog); <b>committed</b> = in a block decided VALID, seen on the node's stream; latency from each transaction's scheduled send time.</p>\n",
+        "<p>Workload: {} {}, {} B CREATEs; objective: commit p99 &le; {} ms and committed &ge; {} % of offered. Machine: {} cores, {} ({} GiB), raw Ed25519 verify {:.0}/s on all cores at the start of this run{}. Fleet: {}. loadgen runs on the same machine unless stated. <b>Accepted</b> = HTTP 202 (durable in the backlog); <b>committed</b> = in a block decided VALID, seen on the node's stream; latency from each transaction's scheduled send time.</p>\n",
         esc(run["config"]["workload"]["workload"].as_str().unwrap_or("")),
         esc(&format!("(transfer share {}, chain depth {}, double-spend share {})", run["config"]["workload"]["transfer_share"], run["config"]["workload"]["chain_depth"], run["config"]["workload"]["double_spend_share"])),
         run["config"]["workload"]["tx_bytes"],
@@ -249,6 +260,7 @@ fn html(run: &Value, points: &[PointResult], dir: &Path) -> Result<String> {
         esc(m["cpu"].as_str().unwrap_or("")),
         m["memory_gib"],
         m["raw_ed25519_verify_per_s_all_cores"].as_f64().unwrap_or(0.0),
+        m["raw_ed25519_verify_per_s_at_end"].as_f64().map(|e| raw_at_end(m["raw_ed25519_verify_per_s_all_cores"].as_f64().unwrap_or(0.0), e)).unwrap_or_default(),
         esc(run["config"]["fleet"].as_str().unwrap_or("")),
     ));
     for (file, caption) in [
@@ -323,5 +335,17 @@ fn strip_xml_decl(svg: &str) -> &str {
     match svg.find("<svg") {
         Some(i) => &svg[i..],
         None => svg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_gives_the_raw_rate_at_the_end_and_says_when_it_moved_past_ten_percent() {
+        assert_eq!(raw_at_end(40_000.0, 42_000.0), " and 42000/s at its end");
+        let moved = raw_at_end(35_000.0, 42_000.0);
+        assert!(moved.starts_with(" and 42000/s at its end (it moved +20 % during the sweep"), "{moved}");
     }
 }

@@ -171,7 +171,7 @@ pub async fn run(cfg: Config, run_id: &str, out: &Path, fleet: Fleet, provenance
     let max_n = *cfg.nodes.iter().max().unwrap_or(&1);
     crate::http::ensure_open_files(cfg.concurrency * max_n)?;
     let client = crate::http::client(cfg.concurrency);
-    let run_value = json!({
+    let mut run_value = json!({
         "tool": "cairn loadgen sweep",
         "run": run_id,
         "version": env!("CARGO_PKG_VERSION"),
@@ -349,6 +349,19 @@ pub async fn run(cfg: Config, run_id: &str, out: &Path, fleet: Fleet, provenance
     sweep_bar.finish("all points done");
     let f = fleet_shared.clone();
     tokio::task::spawn_blocking(move || f.lock().expect("fleet").teardown()).await??;
+    // Measured again at the end: a shared machine's speed can drift during a sweep.
+    progress.say("measuring this machine's raw Ed25519 verify rate again (its speed can drift during a sweep)");
+    let before = run_value["machine"]["raw_ed25519_verify_per_s_all_cores"].as_f64().unwrap_or(0.0);
+    let raw = crate::provenance::RawVerify::of(before, tokio::task::spawn_blocking(crate::provenance::raw_verify_rate).await?);
+    run_value["machine"]["raw_ed25519_verify_per_s_at_end"] = json!(raw.after);
+    if raw.drift().abs() > crate::provenance::RAW_DRIFT_NOTE_ABOVE {
+        progress.say(&format!(
+            "NOTE: this machine's raw verify rate moved {:+.0} % during the sweep ({:.0}/s at the start, {:.0}/s at the end): its speed was not steady, so points measured at different times are not quite comparable; repeat the sweep before reading small differences",
+            raw.drift() * 100.0,
+            raw.before,
+            raw.after
+        ));
+    }
     results.write(&run_value, &points)?;
     Ok(points)
 }

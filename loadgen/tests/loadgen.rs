@@ -374,6 +374,11 @@ fn sweep_over_one_to_four_local_nodes_writes_a_report_and_resumes() {
     }
     assert_eq!(run["binaries"]["cairn"]["sha256"].as_str().unwrap().len(), 64);
     assert_eq!(std::fs::read_to_string(out.join("points.csv")).unwrap().lines().count(), 5);
+    // The raw verify rate is measured at both ends of the sweep, and the report says both.
+    let (start, end) = (&run["machine"]["raw_ed25519_verify_per_s_all_cores"], &run["machine"]["raw_ed25519_verify_per_s_at_end"]);
+    assert!(start.as_f64().unwrap() > 0.0 && end.as_f64().unwrap() > 0.0, "{}", run["machine"]);
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.contains(&format!("{:.0}/s at its end", end.as_f64().unwrap())), "the report does not give the rate at the end");
 
     // compare: a sweep against itself is clean; against a copy with half the throughput it fails.
     let same = Command::new(loadgen()).args(["compare", out.to_str().unwrap(), out.to_str().unwrap()]).output().unwrap();
