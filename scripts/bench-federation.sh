@@ -63,6 +63,9 @@ doc["member_cpu_us_per_committed_tx"] = {k: round(v / ticks * 1e6 / committed / 
 doc["member_cpu_note"] = "CPU of each member's cairn and nats-server from the start of sending to the end of the run, per committed tx, averaged over members"
 json.dump(doc, open(path, "w"), indent=2)
 print(f"{n} members: CPU per committed tx per member: " + ", ".join(f"{k} {v} µs" for k, v in doc["member_cpu_us_per_committed_tx"].items()))
+drift = doc.get("raw_verify_drift") or 0  # absent from an older loadgen's results
+if abs(drift) > 0.10:
+    print(f"NOTE: {n} members: the raw verify rate moved {drift:+.0%} during the run: this machine's speed was not steady; repeat, alternating builds when comparing them")
 EOF
   rm -rf "$dir"
 done
