@@ -105,10 +105,15 @@ impl RawVerify {
         }
     }
 
-    /// A line for the reader when the machine's speed moved more than [`RAW_DRIFT_NOTE_ABOVE`].
-    pub fn warning(&self) -> Option<String> {
+    /// The drift, when it is past [`RAW_DRIFT_NOTE_ABOVE`] either way: the reader should be told.
+    pub fn moved(&self) -> Option<f64> {
         let d = self.drift();
-        (d.abs() > RAW_DRIFT_NOTE_ABOVE).then(|| {
+        (d.abs() > RAW_DRIFT_NOTE_ABOVE).then_some(d)
+    }
+
+    /// A line for the reader of a run when the machine's speed [`moved`](Self::moved).
+    pub fn warning(&self) -> Option<String> {
+        self.moved().map(|d| {
             format!(
                 "this machine's raw verify rate moved {:+.0} % during the run ({:.0}/s before, {:.0}/s after): its speed was not steady, so the ratio (taken against the mean, {:.0}/s) is uncertain by about that much; repeat the run, alternating builds when comparing them",
                 d * 100.0,

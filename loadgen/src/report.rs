@@ -228,18 +228,15 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// The report: inline SVG plots, the points table, each point's verdict, provenance.
 /// The report's words for the raw verify rate at the end of a sweep, with the drift past ±10 %.
 fn raw_at_end(start: f64, end: f64) -> String {
-    let raw = crate::provenance::RawVerify::of(start, end);
-    let moved = if raw.drift().abs() > crate::provenance::RAW_DRIFT_NOTE_ABOVE {
-        format!(" (it moved {:+.0} % during the sweep: the machine's speed was not steady, so points measured at different times are not quite comparable)", raw.drift() * 100.0)
-    } else {
-        String::new()
-    };
-    format!(" and {end:.0}/s at its end{moved}")
+    let moved = crate::provenance::RawVerify::of(start, end).moved().map(|d| {
+        format!(" (it moved {:+.0} % during the sweep: the machine's speed was not steady, so points measured at different times are not quite comparable)", d * 100.0)
+    });
+    format!(" and {end:.0}/s at its end{}", moved.unwrap_or_default())
 }
 
+/// The report: inline SVG plots, the points table, each point's verdict, provenance.
 fn html(run: &Value, points: &[PointResult], dir: &Path) -> Result<String> {
     let mut h = String::new();
     let title = format!("Cairn loadgen sweep {}", run["run"].as_str().unwrap_or(""));

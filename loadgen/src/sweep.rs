@@ -354,10 +354,10 @@ pub async fn run(cfg: Config, run_id: &str, out: &Path, fleet: Fleet, provenance
     let before = run_value["machine"]["raw_ed25519_verify_per_s_all_cores"].as_f64().unwrap_or(0.0);
     let raw = crate::provenance::RawVerify::of(before, tokio::task::spawn_blocking(crate::provenance::raw_verify_rate).await?);
     run_value["machine"]["raw_ed25519_verify_per_s_at_end"] = json!(raw.after);
-    if raw.drift().abs() > crate::provenance::RAW_DRIFT_NOTE_ABOVE {
+    if let Some(d) = raw.moved() {
         progress.say(&format!(
             "NOTE: this machine's raw verify rate moved {:+.0} % during the sweep ({:.0}/s at the start, {:.0}/s at the end): its speed was not steady, so points measured at different times are not quite comparable; repeat the sweep before reading small differences",
-            raw.drift() * 100.0,
+            d * 100.0,
             raw.before,
             raw.after
         ));
