@@ -146,6 +146,40 @@ fn lifecycle_blocks_votes_and_statuses() {
     assert_eq!(node.get("/api/v1/metadata/?search=item%201").1[0]["id"], c["id"]);
 }
 
+/// A refused signature is reported against the input that carries it, also when an input
+/// carries several (a threshold condition's): the node used to name the signature's position
+/// among all of the transaction's signatures instead ("input 1" of a one-input transaction).
+#[test]
+fn a_forged_signature_in_a_threshold_input_names_that_input() {
+    use cairn::cc::Fulfillment;
+    use ed25519_dalek::Signer;
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(dir.path(), &[]);
+    let (a, b, to) = (Keypair::generate(), Keypair::generate(), Keypair::generate());
+    let coin = tx::build_create(&[&a], &[(vec![a.public_bytes(), b.public_bytes()], 1)], json!({"kind": "2-of-2"}), Value::Null);
+    assert_eq!(node.post(&body(&coin), "commit").0, 202);
+    let out = &coin["outputs"][0];
+    let spend = Spend {
+        fulfills: OutputRef { txid: coin["id"].as_str().unwrap().into(), index: 0 },
+        details: Details::from_json(&out["condition"]["details"]).unwrap(),
+        owners_before: vec![a.public_b58.clone(), b.public_b58.clone()],
+    };
+    let mut t = tx::build_transfer(&[spend], &[(vec![to.public_bytes()], 1)], coin["id"].as_str().unwrap(), Value::Null, &[&a, &b]);
+    // Replace the second signature of input 0 (in the order they are checked) with one by the
+    // same key over another message.
+    let parsed = tx::Transaction::parse(&body(&t)).unwrap();
+    let Fulfillment::Threshold { mut subfulfillments, subconditions } = parsed.inputs[0].fulfillment.clone() else { panic!("2-of-2 input") };
+    let Fulfillment::Ed25519 { public_key, signature } = &mut subfulfillments[1] else { panic!("ed25519 subfulfillment") };
+    let signer = [&a, &b].into_iter().find(|k| k.public_bytes() == *public_key).unwrap();
+    *signature = signer.signing.sign(b"some other message").to_bytes();
+    t["inputs"][0]["fulfillment"] = json!(Fulfillment::Threshold { subfulfillments, subconditions }.to_uri());
+    tx::set_id(&mut t);
+    let (s, v) = node.post(&body(&t), "sync");
+    assert_eq!(s, 400, "{v}");
+    let message = v["message"].as_str().unwrap();
+    assert!(message.contains("InvalidSignature") && message.contains("input 0 of transaction"), "{v}");
+}
+
 #[test]
 fn concurrent_conflicting_spends_exactly_one_wins() {
     let dir = tempfile::tempdir().unwrap();
