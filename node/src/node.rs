@@ -336,15 +336,13 @@ impl Node {
     /// other requests are waiting (batch verification is ~2x cheaper per signature).
     async fn verify_signatures(&self, tx: &Transaction) -> Result<(), SubmitError> {
         let (done, verdicts) = oneshot::channel();
-        let checks = tx.signature_checks();
-        // The input each signature belongs to (an input can carry several: a threshold's).
-        let inputs: Vec<usize> = checks.iter().map(|(_, input)| *input).collect();
-        let job = VerifyJob { checks, msgs: tx.signing_messages(), done };
+        let job = VerifyJob { checks: tx.signature_checks(), msgs: tx.signing_messages(), done };
         self.verify_q.send(job).await.map_err(|_| SubmitError::Unavailable("signature verifier stopped".into()))?;
         let verdicts = verdicts.await.map_err(|_| SubmitError::Unavailable("signature verifier stopped".into()))?;
         match verdicts.iter().position(|ok| !ok) {
             None => Ok(()),
-            Some(i) => Err(SubmitError::Invalid(crate::validation::bad_signature(tx, inputs[i]))),
+            // Named by the input that carries it (an input can carry several: a threshold's).
+            Some(i) => Err(SubmitError::Invalid(crate::validation::bad_signature(tx, tx.signature_checks()[i].1))),
         }
     }
 
