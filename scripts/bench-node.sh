@@ -17,14 +17,18 @@ bin=${BIN_DIR:-target/release}
 export CONCURRENCY=${CONCURRENCY:-64}
 [ -n "${BIN_DIR:-}" ] || cargo build --release -q -p cairn-node -p cairn-loadgen
 dir=$(mktemp -d /tmp/cairn-bench-node-XXXX)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-ws=$((port + 1))
+# Two ports free at the same moment (port+1 could be taken, e.g. by a client connection).
+read -r port ws < <(python3 -c 'import socket
+s = [socket.socket() for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*(x.getsockname()[1] for x in s))')
 export CAIRN_CONFIG=$dir/config.toml CAIRN_WSSERVER_ADVERTISED_PORT=$ws
 "$bin/cairn" configure -y > /dev/null
 "$bin/cairn" start --data-dir "$dir/data" --bind "127.0.0.1:$port" --ws-bind "127.0.0.1:$ws" > "$dir/node.log" 2>&1 &
 node=$!
 trap 'kill $node 2>/dev/null || true; wait $node 2>/dev/null || true; rm -rf "$dir"' EXIT
 for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$port/" > /dev/null && break; kill -0 $node || { cat "$dir/node.log"; exit 1; }; sleep 0.1; done
+curl -sf "http://127.0.0.1:$port/" > /dev/null || { cat "$dir/node.log"; echo "the node did not answer on 127.0.0.1:$port within 30 s (its log is above)" >&2; exit 1; }
 mkdir -p results
 out=results/node-$label.json
 "$bin/loadgen" run --target "http://127.0.0.1:$port" --count "$count" --concurrency "$CONCURRENCY" --threads 1 \
