@@ -1,5 +1,5 @@
 //! Hot-path benchmarks: raw Ed25519 verification (the machine's ceiling), transaction id
-//! hashing, single-transaction validation and block (1000-tx, batched, all cores)
+//! hashing, the ingest verifier's batch split over cores, single-transaction validation and block (1000-tx, batched, all cores)
 //! validation, all on the standard ~765-byte CREATE. After the runs it prints each rate
 //! and its ratio to the raw single-verify rate measured in the same run.
 //!
@@ -42,6 +42,12 @@ fn benches(c: &mut Criterion) {
         b.iter(|| (0..BLOCK).into_par_iter().for_each(|i| vks[i].verify_strict(&msg, &sigs[i]).unwrap()))
     });
     g.bench_function("verify_batch_1000_1core", |b| b.iter(|| ed25519_dalek::verify_batch(&msgs, &sigs, &vks).unwrap()));
+    // What the node's ingest verifier does with a full batch: split over the cores.
+    let checks: Vec<(cairn::cc::SigCheck, usize)> =
+        keys.iter().zip(&sigs).map(|(k, s)| (cairn::cc::SigCheck { public_key: k.public_bytes(), signature: s.to_bytes() }, 0)).collect();
+    g.bench_function("verify_all_par_1000_all_cores", |b| {
+        b.iter(|| assert!(cairn::crypto::verify_all_par(black_box(&checks), &[msg]).iter().all(|ok| *ok)))
+    });
     g.finish();
 
     let (bodies, parsed) = txs(BLOCK);
@@ -100,6 +106,7 @@ fn report() {
         ("ed25519", "verify_strict_1000_all_cores", BLOCK as f64, "raw Ed25519 verify (all cores)"),
         ("ed25519", "verify_strict_1core", 1.0, "raw Ed25519 verify (1 core)"),
         ("ed25519", "verify_batch_1000_1core", BLOCK as f64, "batch verify sigs (1 core)"),
+        ("ed25519", "verify_all_par_1000_all_cores", BLOCK as f64, "ingest batch verify (all cores)"),
         ("tx", "id_hash", 1.0, "tx id hash (canonical forms)"),
         ("tx", "json_value", 1.0, "JSON body -> serde_json::Value"),
         ("tx", "parse", 1.0, "parse + schema checks"),

@@ -84,14 +84,16 @@ const LINGER_BELOW: usize = 32;
 const LINGER: Duration = Duration::from_micros(500);
 
 /// Verifies the signatures of concurrent submissions together: drains every queued job
-/// (up to ~1000 signatures) into one batch.
+/// (up to ~1000 signatures, or [`crate::crypto::PAR_CHUNK`] per core on larger machines) into
+/// one batch, which a large backlog gets verified on all cores.
 fn sig_verifier(mut rx: mpsc::Receiver<VerifyJob>, metrics: &Metrics) {
+    let most = (crate::crypto::PAR_CHUNK * rayon::current_num_threads()).max(1024);
     let mut busy = false;
     while let Some(first) = rx.blocking_recv() {
         let mut n = first.checks.len();
         let mut jobs = vec![first];
         let mut drain = |jobs: &mut Vec<VerifyJob>, n: &mut usize| {
-            while *n < 1024 {
+            while *n < most {
                 match rx.try_recv() {
                     Ok(j) => {
                         *n += j.checks.len();
@@ -115,7 +117,7 @@ fn sig_verifier(mut rx: mpsc::Receiver<VerifyJob>, metrics: &Metrics) {
             checks.extend(j.checks.iter().map(|(c, m)| (*c, base + m)));
         }
         let started = Instant::now();
-        let verdicts = crate::crypto::verify_all(&checks, &msgs);
+        let verdicts = crate::crypto::verify_all_par(&checks, &msgs);
         metrics.time(metrics::name::SIG_BATCH_US, started.elapsed().as_micros() as u64);
         metrics.time(metrics::name::SIG_BATCH_SIZE, checks.len() as u64);
         let mut at = 0;
