@@ -177,6 +177,10 @@ impl Node {
     /// local state has caught up with the engine (so reads are current).
     pub fn start(config: Config, validator: Validator) -> Result<Arc<Node>> {
         config.validate()?;
+        // Unnamed, rayon's workers would take the name of whichever thread first used the pool
+        // (the verifier or consensus), and per-thread CPU figures would count them there.
+        // Fails harmlessly when the pool already exists (a second node in one test process).
+        let _ = rayon::ThreadPoolBuilder::new().thread_name(|i| format!("rayon-{i}")).build_global();
         let key = Keypair::from_private_b58(&config.keypair.private).context("keypair.private")?;
         let store = Arc::new(Store::open(&Store::path_in(&config.database.path))?);
         let federation = federation_of(&config, &key);
