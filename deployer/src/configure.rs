@@ -157,15 +157,36 @@ async fn apply(r: &Remote, node_toml: &str, nats_conf: &str, changed: &mut Vec<S
     Ok(())
 }
 
-/// Starts (or restarts, when its inputs changed) one unit on a host.
-async fn start(r: &Remote, unit: &str, restart: bool) -> Result<()> {
-    r.run(&format!("systemctl enable {unit} >/dev/null 2>&1; systemctl {} {unit}", if restart { "restart" } else { "start" })).await?;
-    let (code, out, _) = r.run_status(&format!("systemctl is-active {unit}")).await?;
-    if code != 0 {
+/// How many times a unit that exits right after starting is started again before its host is
+/// named: the units say `Restart=always`, `RestartSec=2`, so systemd would retry it too.
+const START_ATTEMPTS: u32 = 3;
+
+/// Starts (or restarts, when its inputs changed) one unit on a host and checks it stays up. A
+/// unit that exits at once is started again 2 s later (what its `Restart=always` does), with
+/// its log lines printed, so a transient failure is visible but does not fail `up`.
+async fn start(r: &Remote, unit: &str, restart: bool, p: &Progress) -> Result<()> {
+    let mut verb = if restart { "restart" } else { "start" };
+    let mut attempt = 1;
+    loop {
+        let (code, _, err) = r.run_status(&format!("systemctl enable {unit} >/dev/null 2>&1; systemctl {verb} {unit}")).await?;
+        let why = if code != 0 {
+            format!("`systemctl {verb} {unit}` failed (exit {code}): {}", err.trim())
+        } else {
+            let (code, state, _) = r.run_status(&format!("systemctl is-active {unit}")).await?;
+            if code == 0 {
+                return Ok(());
+            }
+            format!("{unit} is {} after starting", state.trim())
+        };
         let (_, logs, _) = r.run_status(&format!("journalctl -u {unit} -n 20 --no-pager 2>&1 | tail -20")).await?;
-        bail!("{}: {unit} is {} after starting; last log lines:\n{}", r.label, out.trim(), logs.trim());
+        if attempt == START_ATTEMPTS {
+            bail!("{}: {why} ({attempt} attempts, 2 s apart); last log lines:\n{}", r.label, logs.trim());
+        }
+        p.say(&format!("{}: {why}; starting it again in 2 s (attempt {}/{START_ATTEMPTS}); last log lines:\n{}", r.label, attempt + 1, logs.trim()));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        verb = "restart";
+        attempt += 1;
     }
-    Ok(())
 }
 
 /// Configures every node host of `rec` into one federation and checks it; updates the record.
@@ -272,7 +293,7 @@ pub async fn configure_members(dir: &Dir, rec: &mut Cluster, opts: &Options, p: 
     for (unit, done, inputs) in plan {
         let results = futures_util::future::join_all(remotes.iter().map(|(o, r)| {
             let restart = o.changed.iter().any(|c| inputs.contains(&c.as_str()));
-            async move { start(r, unit, restart).await }
+            async move { start(r, unit, restart, p).await }
         }))
         .await;
         collect_errors(results, &format!("could not start {unit}"))?;

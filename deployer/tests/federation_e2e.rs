@@ -4,8 +4,9 @@
 //! `hosts/nshost.sh`). The deployer connects over SSH with its pinned known_hosts, installs
 //! cairn and nats-server, forms the federation and checks it; then the official Python driver
 //! writes through node 0 and reads back from nodes 1 and 2. Then: `up` again changes nothing;
-//! a host presenting another host key is refused; a host that never answers is named; `down`
-//! leaves no host behind. Needs root (network namespaces) and Debian's openssh-server.
+//! a node that exits at its first start is started again; a host presenting another host key
+//! is refused; a host that never answers is named; `down` leaves no host behind. Needs root
+//! (network namespaces) and Debian's openssh-server.
 
 mod common;
 use common::{missing, moto, namespaces, repo, shims, stripped_cairn, Shell, AMI};
@@ -93,7 +94,12 @@ impl Lab {
 
     /// `deployer up` of `nodes` namespace hosts, waiting at most `timeout` seconds per phase.
     fn up(&self, nodes: &str, timeout: &str) -> (i32, String, String) {
-        let (c, n) = (self.cairn.display().to_string(), self.nats.display().to_string());
+        self.up_with(nodes, timeout, &self.cairn)
+    }
+
+    /// `up` installing `cairn` as the node binary.
+    fn up_with(&self, nodes: &str, timeout: &str, cairn: &std::path::Path) -> (i32, String, String) {
+        let (c, n) = (cairn.display().to_string(), self.nats.display().to_string());
         self.sh.run(&[
             "up", "--name", NAME, "--nodes", nodes, "--yes", "--allow-cidr", "10.77.0.1/32", "--ami", AMI, "--instance-type", "c5.xlarge",
             "--connect", "private", "--ssh-user", "root", "--wait-timeout", timeout, "--ssh-timeout", timeout, "--cairn-binary", &c, "--nats-server", &n,
@@ -205,6 +211,32 @@ print('driver ok', tx['id'])
     assert_eq!(exec.1.matches("(exit 0)").count(), 3, "{}", exec.1);
     let logs = sh.run(&["logs", "0", "--name", NAME, "--lines", "5"]);
     assert_eq!(logs.0, 0, "{logs:?}");
+
+    // 4b. A node that exits right after starting is started again, as its Restart=always would,
+    // and `up` prints why. The installed "cairn" fails its first `start` on each host, then
+    // runs the real binary (both outside /tmp, which each host has its own of).
+    let flaky_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-first-start-fails");
+    std::fs::create_dir_all(&flaky_dir).unwrap();
+    let real = flaky_dir.join("cairn-real");
+    std::fs::copy(cairn, &real).unwrap();
+    let flaky = flaky_dir.join("cairn");
+    let marker = "/var/lib/cairn/e2e-first-start-failed";
+    std::fs::write(
+        &flaky,
+        format!("#!/bin/sh\nif [ \"$3\" = start ] && [ ! -e {marker} ]; then touch {marker}; echo 'e2e: this first start fails on purpose' >&2; exit 1; fi\nexec {} \"$@\"\n", real.display()),
+    )
+    .unwrap();
+    for f in [&real, &flaky] {
+        std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let restarted = lab.up_with("3", "120", &flaky);
+    if restarted.0 != 0 {
+        fail("deployer up with a node binary whose first start fails", &restarted);
+    }
+    assert_eq!(restarted.2.matches("starting it again in 2 s (attempt 2/3)").count(), 3, "each host's failed first start is reported:\n{}", restarted.2);
+    assert!(restarted.2.contains("e2e: this first start fails on purpose"), "the failed start's log lines are shown:\n{}", restarted.2);
+    assert!(restarted.2.contains("smoke transaction posted to node 0 is VALID on every node"), "{}", restarted.2);
+    eprintln!("first starts that failed, started again:\n{}", restarted.2.lines().filter(|l| l.contains("starting it again") || l.contains("on purpose")).collect::<Vec<_>>().join("\n"));
 
     // 5. reset --nodes 2: a fresh, empty federation of nodes 0 and 1; node 2 stopped.
     let (c, n) = (cairn.display().to_string(), nats.display().to_string());
