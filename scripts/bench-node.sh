@@ -41,9 +41,16 @@ ticks=$(getconf CLK_TCK)
 threads=$(for t in /proc/$node/task/*/stat; do sed -E 's/^[0-9]+ \(([^)]*)\) (.*)$/\1|\2/' "$t" | awk -F'|' '{split($2, f, " "); print $1 "=" f[12] + f[13]}'; done | paste -sd, -)
 kill -TERM $node; wait $node || true
 stored=$(du -sb "$dir/data" | cut -f1)
-python3 - "$out" "$count" "$hwm_kb" "$rss_kb" "$utime" "$stime" "$ticks" "$stored" "$threads" <<'EOF'
-import csv, json, os, sys
+python3 - "$out" "$count" "$hwm_kb" "$rss_kb" "$utime" "$stime" "$ticks" "$stored" "$threads" "$bin" <<'EOF'
+import csv, hashlib, json, os, subprocess, sys
 out, count, hwm_kb, rss_kb, utime, stime, ticks, stored = sys.argv[1], int(sys.argv[2]), *map(int, sys.argv[3:9])
+# What ran: with BIN_DIR the binaries come from another build than the work tree "git" names;
+# their --version carries the commit they were built from.
+binaries = {}
+for name in ("cairn", "loadgen"):
+    path = os.path.join(sys.argv[10], name)
+    version = subprocess.run([path, "--version"], capture_output=True, text=True).stdout.strip()
+    binaries[name] = {"path": os.path.abspath(path), "version": version, "sha256": hashlib.sha256(open(path, "rb").read()).hexdigest()}
 per_thread = {}
 for item in sys.argv[9].split(","):
     name, t = item.rsplit("=", 1)
@@ -64,7 +71,7 @@ cpu_s = (utime + stime) / ticks
 doc = {
     "what": f"one node, embedded engine, loadgen on the same cores, {os.environ['CONCURRENCY']} connections, max rate, one growing ledger",
     "connections": int(os.environ["CONCURRENCY"]),
-    "machine": run["machine"], "git": run["git"], "tx_bytes": run["workload"]["tx_bytes"], "count": count,
+    "machine": run["machine"], "git": run["git"], "binaries": binaries, "tx_bytes": run["workload"]["tx_bytes"], "count": count,
     "durability": run["durability"],
     "accepted_tps": run["accepted"]["tx_per_s"], "committed": n, "committed_tps": run["committed"]["tx_per_s"],
     "commit_p99_ms": run["committed"]["latency_ms"]["p99"],

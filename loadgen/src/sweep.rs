@@ -175,6 +175,7 @@ pub async fn run(cfg: Config, run_id: &str, out: &Path, fleet: Fleet, provenance
         "tool": "cairn loadgen sweep",
         "run": run_id,
         "version": env!("CARGO_PKG_VERSION"),
+        "build_commit": env!("CAIRN_BUILD_COMMIT"),
         "config": cfg,
         "started": provenance["started"],
         "git": provenance["git"],

@@ -472,6 +472,24 @@ fn cli_configure_show_export_drop() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("CAIRN_STATSD_PORT"));
 }
 
+/// `cairn --version` names the commit the binary was built from (what benchmark results and
+/// deployed hosts report), as git sees this work tree now: the build script reruns when the
+/// commit or a source changes, so a stale value fails here.
+#[test]
+fn version_names_the_commit_the_binary_was_built_from() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cairn")).arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(o.status.success() && version.starts_with(concat!("cairn ", env!("CARGO_PKG_VERSION"), " (commit ")), "{version}");
+    let head = std::process::Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).current_dir(env!("CARGO_MANIFEST_DIR")).output();
+    match head {
+        Ok(h) if h.status.success() => {
+            let head = String::from_utf8_lossy(&h.stdout).trim().to_string();
+            assert!(version.contains(&format!("(commit {head}")), "{version} is not HEAD {head}");
+        }
+        _ => assert!(version.ends_with("(commit unknown)"), "outside a git work tree: {version}"),
+    }
+}
+
 /// Every key form BigchainDB refuses, at every depth, in asset data and in metadata: 400 with
 /// BigchainDB's message, nothing stored. Unusual keys that are allowed, and any value, commit.
 #[test]
