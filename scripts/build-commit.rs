@@ -1,7 +1,7 @@
 //! Build script shared by the `cairn` and `loadgen` packages (their Cargo.toml's `build` key):
 //! sets `CAIRN_BUILD_COMMIT` to the git commit the binary was built from, with `-dirty` when
-//! tracked files had local changes, or `unknown` outside a git work tree. `--version` prints
-//! it, so a results file that records a binary's version names the build that ran, not only
+//! tracked files had local changes, or `unknown` outside a git work tree, and `CAIRN_VERSION`
+//! to "<package version> (commit <it>)", which `--version` prints, so a results file that records a binary's version names the build that ran, not only
 //! the work tree loadgen was started from (benchmarks compare binaries of other builds).
 
 use std::path::Path;
@@ -21,6 +21,9 @@ fn main() {
         None => "unknown".to_string(),
     };
     println!("cargo:rustc-env=CAIRN_BUILD_COMMIT={commit}");
+    // What `--version` prints after the program name.
+    let version = std::env::var("CARGO_PKG_VERSION").expect("cargo sets CARGO_PKG_VERSION");
+    println!("cargo:rustc-env=CAIRN_VERSION={version} (commit {commit})");
     // Run again when the commit, the index or any source of the workspace changes (a new
     // commit, a checkout, an edit that makes the tree dirty or clean again).
     if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {

@@ -68,7 +68,7 @@ pub fn secrets(dir: &Dir) -> Result<Secrets> {
 pub fn nats_unit() -> String {
     format!(
         "[Unit]\nDescription=Cairn engine: NATS JetStream server\nWants=network-online.target\nAfter=network-online.target\n\n\
-         [Service]\nUser=cairn\nGroup=cairn\nExecStart={BIN_DIR}/nats-server --config {NATS_CONFIG}\nRestart=always\nRestartSec=2\n\
+         [Service]\nUser=cairn\nGroup=cairn\nExecStart={BIN_DIR}/nats-server --config {NATS_CONFIG}\nRestart=always\nRestartSec={RESTART_SEC}\n\
          LimitNOFILE=1048576\nNoNewPrivileges=yes\nProtectSystem=full\nProtectHome=yes\nPrivateTmp=yes\n\n\
          [Install]\nWantedBy=multi-user.target\n"
     )
@@ -78,7 +78,7 @@ pub fn nats_unit() -> String {
 pub fn node_unit() -> String {
     format!(
         "[Unit]\nDescription=Cairn node\nWants=network-online.target cairn-nats.service\nAfter=network-online.target cairn-nats.service\n\n\
-         [Service]\nUser=cairn\nGroup=cairn\nEnvironment=RUST_LOG=info\nExecStart={BIN_DIR}/cairn --config {CONFIG} start\nRestart=always\nRestartSec=2\n\
+         [Service]\nUser=cairn\nGroup=cairn\nEnvironment=RUST_LOG=info\nExecStart={BIN_DIR}/cairn --config {CONFIG} start\nRestart=always\nRestartSec={RESTART_SEC}\n\
          LimitNOFILE=1048576\nNoNewPrivileges=yes\nProtectSystem=full\nProtectHome=yes\nPrivateTmp=yes\n\n\
          [Install]\nWantedBy=multi-user.target\n"
     )
@@ -160,6 +160,8 @@ async fn apply(r: &Remote, node_toml: &str, nats_conf: &str, changed: &mut Vec<S
 /// How many times a unit that exits right after starting is started again before its host is
 /// named: the units say `Restart=always`, `RestartSec=2`, so systemd would retry it too.
 const START_ATTEMPTS: u32 = 3;
+/// The units' `RestartSec`: how long `up` waits before starting a unit that exited again.
+const RESTART_SEC: u64 = 2;
 
 /// Starts (or restarts, when its inputs changed) one unit on a host and checks it stays up. A
 /// unit that exits at once is started again 2 s later (what its `Restart=always` does), with
@@ -180,10 +182,10 @@ async fn start(r: &Remote, unit: &str, restart: bool, p: &Progress) -> Result<()
         };
         let (_, logs, _) = r.run_status(&format!("journalctl -u {unit} -n 20 --no-pager 2>&1 | tail -20")).await?;
         if attempt == START_ATTEMPTS {
-            bail!("{}: {why} ({attempt} attempts, 2 s apart); last log lines:\n{}", r.label, logs.trim());
+            bail!("{}: {why} ({attempt} attempts, {RESTART_SEC} s apart); last log lines:\n{}", r.label, logs.trim());
         }
-        p.say(&format!("{}: {why}; starting it again in 2 s (attempt {}/{START_ATTEMPTS}); last log lines:\n{}", r.label, attempt + 1, logs.trim()));
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        p.say(&format!("{}: {why}; starting it again in {RESTART_SEC} s (attempt {}/{START_ATTEMPTS}); last log lines:\n{}", r.label, attempt + 1, logs.trim()));
+        tokio::time::sleep(Duration::from_secs(RESTART_SEC)).await;
         verb = "restart";
         attempt += 1;
     }

@@ -32,12 +32,8 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// `--version`: the package version and the commit it was built from (scripts/build-commit.rs),
-/// so results name the build that produced them.
-const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("CAIRN_BUILD_COMMIT"), ")");
-
 #[derive(Parser, Debug)]
-#[command(name = "loadgen", version = VERSION, about = "Load generator for Cairn: one run, node-count sweeps with a report, comparisons",
+#[command(name = "loadgen", version = env!("CAIRN_VERSION"), about = "Load generator for Cairn: one run, node-count sweeps with a report, comparisons",
     long_about = "Load generator for Cairn nodes.\n\n\
   loadgen run      one measured run against given nodes (--target URLs or --cluster FILE)\n\
   loadgen sweep    the writes/s versus nodes curve: fresh federations of each size (--local, or a\n\

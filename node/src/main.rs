@@ -43,12 +43,8 @@ fn keep_freed_memory() {
     unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
 }
 
-/// `--version`: the package version and the commit it was built from (scripts/build-commit.rs),
-/// so a results file or a deployed host says which build ran.
-const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("CAIRN_BUILD_COMMIT"), ")");
-
 #[derive(Parser)]
-#[command(name = "cairn", version = VERSION, about = "Cairn: a BigchainDB-compatible blockchain database node",
+#[command(name = "cairn", version = env!("CAIRN_VERSION"), about = "Cairn: a BigchainDB-compatible blockchain database node",
     long_about = "Cairn: a BigchainDB-compatible blockchain database node.\n\n\
 Quick start:  cairn configure -y && cairn start\n\
 Configuration is read from the config file, then CAIRN_* environment variables, then flags\n\
