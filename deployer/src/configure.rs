@@ -68,7 +68,7 @@ pub fn secrets(dir: &Dir) -> Result<Secrets> {
 pub fn nats_unit() -> String {
     format!(
         "[Unit]\nDescription=Cairn engine: NATS JetStream server\nWants=network-online.target\nAfter=network-online.target\n\n\
-         [Service]\nUser=cairn\nGroup=cairn\nExecStart={BIN_DIR}/nats-server --config {NATS_CONFIG}\nRestart=always\nRestartSec={RESTART_SEC}\n\
+         [Service]\nUser=cairn\nGroup=cairn\nExecStart={BIN_DIR}/nats-server --config {NATS_CONFIG}\nRestart=always\nRestartSec=2\n\
          LimitNOFILE=1048576\nNoNewPrivileges=yes\nProtectSystem=full\nProtectHome=yes\nPrivateTmp=yes\n\n\
          [Install]\nWantedBy=multi-user.target\n"
     )
@@ -78,7 +78,7 @@ pub fn nats_unit() -> String {
 pub fn node_unit() -> String {
     format!(
         "[Unit]\nDescription=Cairn node\nWants=network-online.target cairn-nats.service\nAfter=network-online.target cairn-nats.service\n\n\
-         [Service]\nUser=cairn\nGroup=cairn\nEnvironment=RUST_LOG=info\nExecStart={BIN_DIR}/cairn --config {CONFIG} start\nRestart=always\nRestartSec={RESTART_SEC}\n\
+         [Service]\nUser=cairn\nGroup=cairn\nEnvironment=RUST_LOG=info\nExecStart={BIN_DIR}/cairn --config {CONFIG} start\nRestart=always\nRestartSec=2\n\
          LimitNOFILE=1048576\nNoNewPrivileges=yes\nProtectSystem=full\nProtectHome=yes\nPrivateTmp=yes\n\n\
          [Install]\nWantedBy=multi-user.target\n"
     )
@@ -160,7 +160,8 @@ async fn apply(r: &Remote, node_toml: &str, nats_conf: &str, changed: &mut Vec<S
 /// How many times a unit that exits right after starting is started again before its host is
 /// named: the units say `Restart=always`, `RestartSec=2`, so systemd would retry it too.
 const START_ATTEMPTS: u32 = 3;
-/// The units' `RestartSec`: how long `up` waits before starting a unit that exited again.
+/// The units' `RestartSec` (written as 2 in `nats_unit` and `node_unit`, which the Ansible
+/// templates are checked against): how long `up` waits before starting a unit again.
 const RESTART_SEC: u64 = 2;
 
 /// Starts (or restarts, when its inputs changed) one unit on a host and checks it stays up. A
