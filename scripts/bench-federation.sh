@@ -18,10 +18,11 @@
 #        docs/performance.md, fifth and sixth passes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/cargo-target.sh
 count=${1:-20000}
 rate=${RATE:-0}
 suffix=$([ "$rate" = 0 ] && echo "" || echo "-rate$rate")${LABEL:+-$LABEL}
-bin=${BIN_DIR:-target/release}
+bin=${BIN_DIR:-$(cargo_target_dir)/release}
 shift || true
 sizes=("${@:-1 2 3}")
 [ -n "${BIN_DIR:-}" ] || cargo build --release -q -p cairn-node -p cairn-loadgen

@@ -6,9 +6,11 @@
 #   SECS=5 bash scripts/bench-loadgen-ceiling.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/cargo-target.sh
 secs=${SECS:-5}
 command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install wrk" >&2; exit 1; }
 cargo build --release -q -p cairn-loadgen
+release=$(cargo_target_dir)/release
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 # The endpoint: the same bare HTTP/1.1 server for both, in Python's asyncio (one core).
 python3 - "$port" <<'PY' &
@@ -51,7 +53,7 @@ rounds=()
 for round in 1 2 3; do
   wrk_rate=$(wrk -t1 -c64 -d"${secs}s" -s "$lua" "http://127.0.0.1:$port/api/v1/transactions" | awk '/Requests\/sec:/ {print $2}')
   count=$(python3 -c "print(max(1000, int(float('$wrk_rate') * $secs)))")
-  ./target/release/loadgen run --threads 1 --target "http://127.0.0.1:$port" --accept-only --count "$count" --concurrency 64 --json > "results/loadgen-ceiling-run.json" 2>/dev/null
+  "$release/loadgen" run --threads 1 --target "http://127.0.0.1:$port" --accept-only --count "$count" --concurrency 64 --json > "results/loadgen-ceiling-run.json" 2>/dev/null
   ours=$(python3 -c 'import json; print(json.load(open("results/loadgen-ceiling-run.json"))["accepted"]["tx_per_s"])')
   echo "round $round: wrk $wrk_rate req/s, loadgen $ours req/s"
   rounds+=("$wrk_rate:$ours")

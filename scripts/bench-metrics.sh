@@ -5,10 +5,12 @@
 #   ROUNDS=2 COUNT=30000 bash scripts/bench-metrics.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/cargo-target.sh
 rounds=${ROUNDS:-2}
 count=${COUNT:-30000}
 port=${PORT:-29984}
 cargo build --release -q -p cairn-node -p cairn-loadgen
+release=$(cargo_target_dir)/release
 mkdir -p results/bench-metrics
 out=results/bench-metrics/runs.csv
 echo "round,metrics,count,accepted_tps,committed_tps,raw_verify_per_s,datagrams" > "$out"
@@ -33,12 +35,12 @@ while True:
 print(n, file=open('$dir/datagrams', 'w'))
 " &
     sink=$!
-    CAIRN_CONFIG=$dir/config.toml ./target/release/cairn configure -y > /dev/null
+    CAIRN_CONFIG=$dir/config.toml "$release/cairn" configure -y > /dev/null
     CAIRN_CONFIG=$dir/config.toml CAIRN_WSSERVER_ADVERTISED_PORT=$((port + 1)) CAIRN_STATSD_HOST=127.0.0.1 CAIRN_STATSD_PORT=$sink_port CAIRN_STATSD_RATE=$rate \
-      ./target/release/cairn start --data-dir "$dir/data" --bind "127.0.0.1:$port" --ws-bind "127.0.0.1:$((port + 1))" > "$dir/node.log" 2>&1 &
+      "$release/cairn" start --data-dir "$dir/data" --bind "127.0.0.1:$port" --ws-bind "127.0.0.1:$((port + 1))" > "$dir/node.log" 2>&1 &
     node=$!
     for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-    ./target/release/loadgen --target "http://127.0.0.1:$port" --count "$count" --concurrency 64 --out "$dir/run.json" > /dev/null
+    "$release/loadgen" --target "http://127.0.0.1:$port" --count "$count" --concurrency 64 --out "$dir/run.json" > /dev/null
     kill -TERM "$node"; wait "$node" || true
     touch "$dir/stop"; wait "$sink" || true
     python3 -c "

@@ -11,9 +11,10 @@
 #        figure of docs/performance.md that does not say otherwise)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/cargo-target.sh
 label=${1:-now}
 count=${2:-1000000}
-bin=${BIN_DIR:-target/release}
+bin=${BIN_DIR:-$(cargo_target_dir)/release}
 export CONCURRENCY=${CONCURRENCY:-64}
 [ -n "${BIN_DIR:-}" ] || cargo build --release -q -p cairn-node -p cairn-loadgen
 dir=$(mktemp -d /tmp/cairn-bench-node-XXXX)

@@ -8,11 +8,13 @@
 # or ./.venv/bin (made here with pip when none is found).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/cargo-target.sh
 nodes=${NODES:-1,2,3}
 probe=${PROBE_SECS:-5}
 hold=${HOLD_SECS:-10}
 
 cargo build --release -p cairn-node -p cairn-loadgen -p cairn-deployer
+release=$(cargo_target_dir)/release
 
 nats=${CAIRN_NATS_SERVER:-$(command -v nats-server || true)}
 if [ -z "$nats" ]; then
@@ -25,6 +27,6 @@ if [ -z "$nats" ]; then
 fi
 
 run_id=demo-$(date +%Y%m%d-%H%M%S)
-./target/release/loadgen sweep --local --nodes "$nodes" --probe-secs "$probe" --hold-secs "$hold" --search-steps 1 \
+"$release/loadgen" sweep --local --nodes "$nodes" --probe-secs "$probe" --hold-secs "$hold" --search-steps 1 \
   --nats-server "$nats" --run-id "$run_id" --out "results/$run_id"
 echo "report: results/$run_id/index.html (plots: results/$run_id/*.png; data: run.json, points.csv, timeseries.csv)"
