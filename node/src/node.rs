@@ -737,10 +737,7 @@ fn consensus(node: &Arc<Node>) -> Result<()> {
                 }
                 drop(inflight);
                 for t in &p.txs {
-                    let event = serde_json::json!({
-                        "transaction_id": t.id, "asset_id": t.asset_id, "block_id": p.block.id, "height": applied,
-                    });
-                    let _ = node.events.send(Arc::from(event.to_string()));
+                    let _ = node.events.send(commit_event(&t.id, &t.asset_id, &p.block.id, applied));
                     node.decided(t, Decision::Valid);
                 }
             } else {
@@ -780,6 +777,18 @@ fn consensus(node: &Arc<Node>) -> Result<()> {
     Ok(())
 }
 
+/// The websocket stream's event for a transaction committed at `height`: the text serde_json
+/// writes for `{"transaction_id", "asset_id", "block_id", "height"}` (keys sorted), written
+/// directly. Building a `Value` for it cost the consensus thread ~12 allocations per committed
+/// transaction. The ids are lower-case hex (checked at parse, or made by this node), so nothing
+/// needs escaping.
+pub fn commit_event(tx_id: &str, asset_id: &str, block_id: &str, height: u64) -> Arc<str> {
+    use std::fmt::Write;
+    let mut text = String::with_capacity(80 + tx_id.len() + asset_id.len() + block_id.len());
+    let _ = write!(text, r#"{{"asset_id":"{asset_id}","block_id":"{block_id}","height":{height},"transaction_id":"{tx_id}"}}"#);
+    Arc::from(text)
+}
+
 /// Retries `f` while it answers `None` (data not here yet); `None` if the node stops first.
 fn wait_for<T>(node: &Node, mut f: impl FnMut() -> Result<Option<T>>) -> Result<Option<T>> {
     while !node.stop.load(Ordering::SeqCst) {
@@ -789,4 +798,16 @@ fn wait_for<T>(node: &Node, mut f: impl FnMut() -> Result<Option<T>>) -> Result<
         node.new_backlog.wait(Duration::from_millis(100));
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_commit_event_is_the_json_serde_json_writes_for_it() {
+        let (tx, asset, block) = ("ab".repeat(32), "cd".repeat(32), "0f".repeat(32));
+        for height in [0, 7, u64::MAX] {
+            let by_serde = serde_json::json!({"transaction_id": tx, "asset_id": asset, "block_id": block, "height": height}).to_string();
+            assert_eq!(&*super::commit_event(&tx, &asset, &block, height), by_serde);
+        }
+    }
 }
