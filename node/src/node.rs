@@ -602,6 +602,42 @@ struct PendingBlock {
     valid: Vec<bool>,
 }
 
+/// The blocks this node voted on and has not applied a decision to yet, and the overlay of the
+/// transactions it found valid in them (later blocks are validated on top of it).
+///
+/// A decided block takes back exactly what it added. One transaction can sit in two undecided
+/// blocks: members that judged an invalid block differently requeue different lists, so a
+/// transaction can come back to the backlog twice. It is then valid in one block and a
+/// duplicate, or a double spend at that moment, in the other. Removing every transaction of
+/// the block decided first used to take it out of the overlay while the block where it was
+/// valid was still undecided, so a third copy could be voted valid too: the same transaction
+/// in two VALID blocks (`loadgen sweep`'s gate caught it once in CI).
+#[derive(Default)]
+struct Undecided {
+    blocks: BTreeMap<u64, PendingBlock>,
+    overlay: Overlay,
+}
+
+impl Undecided {
+    /// Records the block voted on at `height`, adding its valid transactions to the overlay.
+    fn insert(&mut self, height: u64, p: PendingBlock) {
+        p.txs.iter().zip(&p.valid).filter(|(_, ok)| **ok).for_each(|(t, _)| self.overlay.add(t));
+        self.blocks.insert(height, p);
+    }
+
+    /// Removes the block at `height` once decided, and what it added to the overlay.
+    fn take(&mut self, height: u64) -> Option<PendingBlock> {
+        let p = self.blocks.remove(&height)?;
+        p.txs.iter().zip(&p.valid).filter(|(_, ok)| **ok).for_each(|(t, _)| self.overlay.remove(t));
+        Some(p)
+    }
+
+    /// True while `txid` is valid in a block still undecided: it is still on its way.
+    fn holds(&self, txid: &str) -> bool {
+        self.overlay.contains(txid)
+    }
+}
+
 /// A block's transactions, its per-transaction verdicts and the reason it is invalid.
 type Validated = (Vec<Arc<Transaction>>, Vec<bool>, Option<String>);
 
@@ -669,16 +705,14 @@ fn consensus(node: &Arc<Node>) -> Result<()> {
     let me = node.key.public_b58.clone();
     let mut applied = store.cursor(cursor::APPLIED)?;
     let mut voted = store.cursor(cursor::VOTED)?.max(applied);
-    let mut pending: BTreeMap<u64, PendingBlock> = BTreeMap::new();
-    let mut overlay = Overlay::default();
+    let mut undecided = Undecided::default();
     // How often this node returned each transaction to the backlog (see MAX_REQUEUES).
     let mut requeued: HashMap<String, u32> = HashMap::new();
     // Blocks voted on but undecided before a restart: reload them (their votes are stored).
     for h in applied..voted {
         let Some(b) = store.block(h)? else { break };
-        let Some((txs, valid, _)) = wait_for(node, || load_and_validate(node, &b, &overlay))? else { return Ok(()) };
-        txs.iter().zip(&valid).filter(|(_, v)| **v).for_each(|(t, _)| overlay.add(t));
-        pending.insert(h, PendingBlock { seen: Instant::now(), block: b, txs, valid });
+        let Some((txs, valid, _)) = wait_for(node, || load_and_validate(node, &b, &undecided.overlay))? else { return Ok(()) };
+        undecided.insert(h, PendingBlock { seen: Instant::now(), block: b, txs, valid });
     }
     let mut previous = match voted.checked_sub(1) {
         Some(h) => store.block(h)?.map(|b| b.id).unwrap_or_default(),
@@ -687,7 +721,7 @@ fn consensus(node: &Arc<Node>) -> Result<()> {
     while !node.stop.load(Ordering::SeqCst) {
         let mut progressed = false;
         if let Some(b) = store.block(voted)? {
-            if let Some((txs, valid, reason)) = load_and_validate(node, &b, &overlay)? {
+            if let Some((txs, valid, reason)) = load_and_validate(node, &b, &undecided.overlay)? {
                 let is_valid = reason.is_none();
                 // A node rebuilt from the streams finds its own earlier vote there: keep it.
                 let voted_before = store.votes(voted)?.iter().any(|v| v.node_pubkey == me && v.vote.voting_for_block == b.id);
@@ -706,22 +740,20 @@ fn consensus(node: &Arc<Node>) -> Result<()> {
                     node.stats.votes[usize::from(!is_valid)].fetch_add(1, Ordering::Relaxed);
                 }
                 store.set_cursor(cursor::VOTED, voted + 1)?;
-                txs.iter().zip(&valid).filter(|(_, v)| **v).for_each(|(t, _)| overlay.add(t));
                 previous = b.id.clone();
-                pending.insert(voted, PendingBlock { seen: Instant::now(), block: b, txs, valid });
+                undecided.insert(voted, PendingBlock { seen: Instant::now(), block: b, txs, valid });
                 voted += 1;
                 progressed = true;
             }
         }
         // Apply decisions strictly in block order.
-        while let Some(p) = pending.get(&applied) {
+        while let Some(p) = undecided.blocks.get(&applied) {
             let votes = store.votes(applied)?;
             let d = block::tally(&p.block, &votes, &node.federation);
             if d == Decision::Undecided {
                 break;
             }
-            let mut p = pending.remove(&applied).expect("present");
-            p.txs.iter().for_each(|t| overlay.remove(t));
+            let mut p = undecided.take(applied).expect("present");
             node.stats.decided[usize::from(d != Decision::Valid)].fetch_add(1, Ordering::Relaxed);
             if d == Decision::Valid {
                 if p.txs.len() != p.block.block.transactions.len() {
@@ -751,6 +783,9 @@ fn consensus(node: &Arc<Node>) -> Result<()> {
                     if *ok && (explained || *times < MAX_REQUEUES) {
                         *times += u32::from(!explained);
                         again.push((t.id.clone(), t.canonical().into_bytes()));
+                    } else if undecided.holds(&t.id) {
+                        // A duplicate here of a copy that is valid in a later undecided block:
+                        // that block decides it (see `Undecided`).
                     } else {
                         inflight.remove(t);
                         node.decided(t, Decision::Invalid);
@@ -802,6 +837,53 @@ fn wait_for<T>(node: &Node, mut f: impl FnMut() -> Result<Option<T>>) -> Result<
 
 #[cfg(test)]
 mod tests {
+    use super::{PendingBlock, Undecided};
+    use crate::block::{Block, BlockBody};
+    use crate::crypto::Keypair;
+    use crate::tx::{OutputRef, Transaction, TxError};
+    use crate::validation::{LedgerView, OutputInfo, Validator};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    /// A ledger with nothing committed.
+    struct Empty;
+    impl LedgerView for Empty {
+        fn is_committed(&self, _: &str) -> bool {
+            false
+        }
+        fn output(&self, _: &OutputRef) -> Option<OutputInfo> {
+            None
+        }
+        fn spender(&self, _: &OutputRef) -> Option<String> {
+            None
+        }
+    }
+
+    fn pending(key: &Keypair, tx: &Arc<Transaction>, valid: bool) -> PendingBlock {
+        let body = BlockBody { timestamp: "0".into(), transactions: vec![tx.id.clone()], node_pubkey: key.public_b58.clone(), voters: vec![], partition: 0, range: [0, 0] };
+        PendingBlock { seen: Instant::now(), block: Block::new(key, body), txs: vec![tx.clone()], valid: vec![valid] }
+    }
+
+    /// One transaction in two undecided blocks, a duplicate (invalid) in the first and valid in
+    /// the second: deciding the first must leave it in the overlay, or a third copy is voted
+    /// valid as well and the transaction ends up in two VALID blocks.
+    #[test]
+    fn deciding_a_block_keeps_a_transaction_that_is_valid_in_a_later_undecided_one() {
+        let key = Keypair::generate();
+        let x = Arc::new(Transaction::from_value(crate::workload::create_tx(&key, 1)).unwrap());
+        let mut undecided = Undecided::default();
+        undecided.insert(10, pending(&key, &x, false));
+        undecided.insert(11, pending(&key, &x, true));
+        assert!(undecided.take(10).is_some());
+        assert!(undecided.holds(&x.id), "still valid in block 11, which is undecided");
+        let third = Validator::new().validate_block_with(std::slice::from_ref(&x), &Empty, &undecided.overlay, &|_| false);
+        assert!(matches!(&third[0], Err(TxError::DuplicateTransaction(_))), "{third:?}");
+        assert!(undecided.take(11).is_some());
+        assert!(!undecided.holds(&x.id), "block 11 decided: nothing of it is left");
+        let again = Validator::new().validate_block_with(std::slice::from_ref(&x), &Empty, &undecided.overlay, &|_| false);
+        assert!(again[0].is_ok(), "{again:?}");
+    }
+
     #[test]
     fn a_commit_event_is_the_json_serde_json_writes_for_it() {
         let (tx, asset, block) = ("ab".repeat(32), "cd".repeat(32), "0f".repeat(32));
