@@ -52,19 +52,20 @@ async fn settle_heights(client: &HttpClient, nodes: &[String], settle: Duration)
     }
 }
 
-/// Counts, on one node, how many VALID blocks hold each transaction, walking heights 0..=top.
-async fn valid_counts(client: &HttpClient, node: &str, top: u64) -> anyhow::Result<HashMap<String, u32>> {
+/// The heights of the VALID blocks holding each transaction on one node, walking heights
+/// 0..=top (a failure names them, to find the blocks in the nodes' logs).
+async fn valid_heights(client: &HttpClient, node: &str, top: u64) -> anyhow::Result<HashMap<String, Vec<u64>>> {
     let blocks: Vec<anyhow::Result<Option<serde_json::Value>>> =
         futures_util::stream::iter(0..=top).map(|h| async move { get_json(client, &format!("{node}/api/v1/blocks/{h}")).await }).buffered(16).collect().await;
-    let mut counts: HashMap<String, u32> = HashMap::new();
-    for b in blocks {
+    let mut counts: HashMap<String, Vec<u64>> = HashMap::new();
+    for (height, b) in (0..).zip(blocks) {
         let Some(b) = b? else { continue };
         if b["status"] != "valid" {
             continue;
         }
         for t in b["transactions"].as_array().into_iter().flatten() {
             if let Some(id) = t["id"].as_str() {
-                *counts.entry(id.to_string()).or_default() += 1;
+                counts.entry(id.to_string()).or_default().push(height);
             }
         }
     }
@@ -85,7 +86,7 @@ pub async fn check(client: &HttpClient, nodes: &[String], accepted: &[String], p
         v.reasons.push(format!("state digests differ at height {}: {}", heights[0], list.join(", ")));
     }
     for (i, n) in nodes.iter().enumerate() {
-        let counts = match valid_counts(client, n, heights[i]).await {
+        let counts = match valid_heights(client, n, heights[i]).await {
             Ok(c) => c,
             Err(e) => {
                 v.reasons.push(format!("node {i}: reading its blocks failed: {e:#}"));
@@ -93,13 +94,18 @@ pub async fn check(client: &HttpClient, nodes: &[String], accepted: &[String], p
             }
         };
         let missing: Vec<&String> = accepted.iter().filter(|id| !counts.contains_key(id.as_str())).collect();
-        let twice: Vec<&String> = accepted.iter().filter(|id| counts.get(id.as_str()).is_some_and(|c| *c > 1)).collect();
+        let twice: Vec<&String> = accepted.iter().filter(|id| counts.get(id.as_str()).is_some_and(|h| h.len() > 1)).collect();
         let both = pairs.iter().filter(|(a, b)| counts.contains_key(a) && counts.contains_key(b)).count();
         if !missing.is_empty() {
             v.reasons.push(format!("node {i} ({n}): {} of {} accepted transactions are in no VALID block (first: {})", missing.len(), accepted.len(), missing[0]));
         }
         if !twice.is_empty() {
-            v.reasons.push(format!("node {i} ({n}): {} transactions are in more than one VALID block (first: {})", twice.len(), twice[0]));
+            v.reasons.push(format!(
+                "node {i} ({n}): {} transactions are in more than one VALID block (first: {}, at heights {:?})",
+                twice.len(),
+                twice[0],
+                counts[twice[0].as_str()]
+            ));
         }
         if both > 0 {
             v.reasons.push(format!("node {i} ({n}): {both} double-spend pairs have both sides committed"));
