@@ -57,7 +57,7 @@ async fn settle_heights(client: &HttpClient, nodes: &[String], settle: Duration)
 async fn valid_heights(client: &HttpClient, node: &str, top: u64) -> anyhow::Result<HashMap<String, Vec<u64>>> {
     let blocks: Vec<anyhow::Result<Option<serde_json::Value>>> =
         futures_util::stream::iter(0..=top).map(|h| async move { get_json(client, &format!("{node}/api/v1/blocks/{h}")).await }).buffered(16).collect().await;
-    let mut counts: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut valid_in: HashMap<String, Vec<u64>> = HashMap::new();
     for (height, b) in (0..).zip(blocks) {
         let Some(b) = b? else { continue };
         if b["status"] != "valid" {
@@ -65,11 +65,11 @@ async fn valid_heights(client: &HttpClient, node: &str, top: u64) -> anyhow::Res
         }
         for t in b["transactions"].as_array().into_iter().flatten() {
             if let Some(id) = t["id"].as_str() {
-                counts.entry(id.to_string()).or_default().push(height);
+                valid_in.entry(id.to_string()).or_default().push(height);
             }
         }
     }
-    Ok(counts)
+    Ok(valid_in)
 }
 
 /// Checks `nodes` against the `accepted` ids and the double-spend `pairs` (ids of both sides).
@@ -86,16 +86,16 @@ pub async fn check(client: &HttpClient, nodes: &[String], accepted: &[String], p
         v.reasons.push(format!("state digests differ at height {}: {}", heights[0], list.join(", ")));
     }
     for (i, n) in nodes.iter().enumerate() {
-        let counts = match valid_heights(client, n, heights[i]).await {
+        let valid_in = match valid_heights(client, n, heights[i]).await {
             Ok(c) => c,
             Err(e) => {
                 v.reasons.push(format!("node {i}: reading its blocks failed: {e:#}"));
                 continue;
             }
         };
-        let missing: Vec<&String> = accepted.iter().filter(|id| !counts.contains_key(id.as_str())).collect();
-        let twice: Vec<&String> = accepted.iter().filter(|id| counts.get(id.as_str()).is_some_and(|h| h.len() > 1)).collect();
-        let both = pairs.iter().filter(|(a, b)| counts.contains_key(a) && counts.contains_key(b)).count();
+        let missing: Vec<&String> = accepted.iter().filter(|id| !valid_in.contains_key(id.as_str())).collect();
+        let twice: Vec<&String> = accepted.iter().filter(|id| valid_in.get(id.as_str()).is_some_and(|h| h.len() > 1)).collect();
+        let both = pairs.iter().filter(|(a, b)| valid_in.contains_key(a) && valid_in.contains_key(b)).count();
         if !missing.is_empty() {
             v.reasons.push(format!("node {i} ({n}): {} of {} accepted transactions are in no VALID block (first: {})", missing.len(), accepted.len(), missing[0]));
         }
@@ -104,7 +104,7 @@ pub async fn check(client: &HttpClient, nodes: &[String], accepted: &[String], p
                 "node {i} ({n}): {} transactions are in more than one VALID block (first: {}, at heights {:?})",
                 twice.len(),
                 twice[0],
-                counts[twice[0].as_str()]
+                valid_in[twice[0].as_str()]
             ));
         }
         if both > 0 {

@@ -4,21 +4,26 @@
 //! file", and a benchmark would have run an older build left in `./target`).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-/// `cargo_target_dir` as a script sees it, run from `cwd` with `CARGO_TARGET_DIR` set or unset.
-fn target_dir_seen(cwd: &Path, cargo_target_dir: Option<&str>) -> String {
+/// Runs `cargo_target_dir` as a script would, from `cwd`, with `CARGO_TARGET_DIR` set or unset.
+fn run_helper(cwd: &Path, cargo_target_dir: Option<&str>) -> Output {
     let mut cmd = Command::new("bash");
     cmd.args(["-c", &format!(". {}/scripts/cargo-target.sh && cargo_target_dir", repo().display())]).current_dir(cwd);
     match cargo_target_dir {
         Some(d) => cmd.env("CARGO_TARGET_DIR", d),
         None => cmd.env_remove("CARGO_TARGET_DIR"),
     };
-    let out = cmd.output().expect("bash runs");
+    cmd.output().expect("bash runs")
+}
+
+/// The directory `cargo_target_dir` prints (it must succeed).
+fn target_dir_seen(cwd: &Path, cargo_target_dir: Option<&str>) -> String {
+    let out = run_helper(cwd, cargo_target_dir);
     assert!(out.status.success(), "cargo_target_dir failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim_end().to_string()
 }
@@ -35,11 +40,7 @@ fn scripts_find_the_build_where_cargo_put_it() {
 
 #[test]
 fn outside_a_checkout_it_says_what_to_do() {
-    let out = Command::new("bash")
-        .args(["-c", &format!(". {}/scripts/cargo-target.sh && cargo_target_dir", repo().display())])
-        .current_dir("/")
-        .output()
-        .expect("bash runs");
+    let out = run_helper(Path::new("/"), None);
     assert!(!out.status.success(), "cargo_target_dir outside a checkout must fail");
     assert!(String::from_utf8_lossy(&out.stderr).contains("run the script from a checkout of the repository"));
 }
